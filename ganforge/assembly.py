@@ -1,0 +1,235 @@
+"""Turning a blueprint's network stacks into modules, inferring shapes as it goes.
+
+Each component is built with only the context it declares (``in_channels``, ``in_size``,
+``in_features``, ``num_classes``) and run once on the meta device to learn its output
+shape, so channel counts and resolutions are never repeated in a blueprint and an
+impossible stack fails before a single weight is allocated.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .blueprint.schema import NetworkSpec
+from .blueprint.validation import LoadedBlueprint, check_components, resolve_component
+from .errors import join_path
+from .registry import NETWORK_KINDS, Registry, default_registry
+
+if TYPE_CHECKING:
+    from .registry import Component
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class LayerInfo:
+    """What ``ganforge inspect`` shows for one component of a network."""
+
+    index: int
+    component: str
+    kind: str
+    path: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    settings: dict[str, Any]
+    takes_labels: bool
+
+
+@dataclass
+class NetworkPlan:
+    """A checked stack: which component, with what settings and context, in what order."""
+
+    role: str
+    input_shape: Shape
+    layers: list[LayerInfo] = field(default_factory=list)
+    _builders: list[tuple["Component", dict[str, Any], dict[str, Any]]] = field(default_factory=list, repr=False)
+    init: tuple["Component", dict[str, Any]] | None = None
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def attention(self) -> list[LayerInfo]:
+        return [layer for layer in self.layers if "attention" in layer.component]
+
+    def build(self, device: torch.device | str = "cpu", *, initialise: bool = True) -> "Network":
+        """Allocate the real network (on ``device``) and apply the blueprint's init scheme."""
+        with torch.device(device):
+            modules = [component.build(settings, context) for component, settings, context in self._builders]
+        network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
+                          names=[layer.component for layer in self.layers])
+        if initialise and self.init is not None and torch.device(device).type != "meta":
+            component, settings = self.init
+            component.build(settings)(network)
+        return network
+
+
+class Network(nn.Module):
+    """A stack of components; class labels go to those whose ``forward`` takes ``labels``."""
+
+    def __init__(self, layers: list[nn.Module], *, input_shape: Shape, output_shape: Shape,
+                 names: list[str]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape)
+        self.names = list(names)
+        self._takes_labels = [takes_labels(layer) for layer in layers]
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        for layer, wants_labels in zip(self.layers, self._takes_labels):
+            x = layer(x, labels) if wants_labels else layer(x)
+        return x
+
+
+def takes_labels(module: nn.Module) -> bool:
+    return "labels" in inspect.signature(module.forward).parameters
+
+
+def plan_network(loaded: LoadedBlueprint, role: str, *, input_shape: Shape, num_classes: int,
+                 registry: Registry) -> NetworkPlan:
+    """Resolve, validate and shape-check the ``role`` stack (``generator`` or ``discriminator``)."""
+    spec: NetworkSpec = getattr(loaded.blueprint, role)
+    plan = plan_stack(loaded, role, spec, input_shape=input_shape, num_classes=num_classes, registry=registry)
+    plan.init = resolve_component(registry, spec.init, kinds=["init"], path=f"{role}.init", loaded=loaded)
+    return plan
+
+
+def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_shape: Shape, num_classes: int,
+               registry: Registry) -> NetworkPlan:
+    items: list[tuple[str, Any]] = []
+    if spec.stem is not None:
+        items.append((join_path(role, "stem"), spec.stem))
+    items += [(join_path(role, "blocks", i), block) for i, block in enumerate(spec.blocks)]
+    items.append((join_path(role, "head"), spec.head))
+
+    pending_attention = sorted(enumerate(spec.attention), key=lambda pair: pair[1].resolution)
+    placed: set[int] = set()
+    used_defaults: set[str] = set()
+    plan = NetworkPlan(role=role, input_shape=tuple(input_shape))
+    shape: Shape = tuple(input_shape)
+    resolutions: list[int] = []
+
+    def add(path: str, item: Any) -> None:
+        nonlocal shape
+        component, settings = resolve_component(registry, item, kinds=NETWORK_KINDS, path=path, loaded=loaded,
+                                                defaults=spec.defaults)
+        used_defaults.update(k for k in spec.defaults if k in component.schema.model_fields)
+        context = _context_for(component, shape, num_classes, loaded, path)
+        out_shape, params, wants_labels = _probe(component, settings, context, shape, num_classes, loaded, path)
+        plan._builders.append((component, settings, context))
+        plan.layers.append(LayerInfo(index=len(plan.layers), component=component.name, kind=component.kind,
+                                     path=path, input_shape=shape, output_shape=out_shape, params=params,
+                                     settings=settings, takes_labels=wants_labels))
+        shape = out_shape
+
+    for path, item in items:
+        add(path, item)
+        if len(shape) == 3:
+            resolutions.append(shape[1])
+            for index, attention in pending_attention:
+                if index not in placed and attention.resolution == shape[1] and shape[1] == shape[2]:
+                    placed.add(index)
+                    add(join_path(role, "attention", index), attention)
+
+    for index, attention in pending_attention:
+        if index not in placed:
+            seen = ", ".join(f"{r}×{r}" for r in dict.fromkeys(resolutions)) or "none"
+            raise loaded.error(
+                f"no component of the {role} outputs {attention.resolution}×{attention.resolution} "
+                f"(resolutions in this stack: {seen})",
+                join_path(role, "attention", index, "resolution"),
+            )
+    for key in spec.defaults:
+        if key not in used_defaults:
+            raise loaded.error("no component of this network accepts this setting", join_path(role, "defaults", key))
+    return plan
+
+
+def _context_for(component: "Component", shape: Shape, num_classes: int, loaded: LoadedBlueprint,
+                 path: str) -> dict[str, Any]:
+    needs = component.context_params
+    context: dict[str, Any] = {}
+    if "num_classes" in needs:
+        context["num_classes"] = num_classes
+    if needs & {"in_channels", "in_size"}:
+        if len(shape) != 3:
+            raise loaded.error(f"{component.name!r} takes an image (C×H×W) but receives a "
+                               f"{'×'.join(map(str, shape))} vector", join_path(path, "type"))
+        if shape[1] != shape[2]:
+            raise loaded.error(f"{component.name!r} needs a square input, got {_fmt(shape)}", join_path(path, "type"))
+        context["in_channels"], context["in_size"] = shape[0], shape[1]
+    if "in_features" in needs:
+        if len(shape) != 1:
+            raise loaded.error(f"{component.name!r} takes a vector but receives an image of {_fmt(shape)}",
+                               join_path(path, "type"))
+        context["in_features"] = shape[0]
+    return {k: v for k, v in context.items() if k in needs}
+
+
+def _probe(component: "Component", settings: dict[str, Any], context: dict[str, Any], shape: Shape,
+           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool]:
+    """Build on the meta device and run one forward: output shape and parameter count, no weights."""
+    try:
+        with torch.device("meta"):
+            module = component.build(settings, context)
+            wants_labels = takes_labels(module)
+            x = torch.empty(2, *shape)
+            labels = torch.zeros(2, dtype=torch.long) if num_classes > 0 else None
+            with torch.no_grad():
+                out = module(x, labels) if wants_labels else module(x)
+    except Exception as err:  # the component's own message says what is impossible
+        raise loaded.error(f"{component.name!r} cannot be built here (input {_fmt(shape)}): {err}", path) from err
+    if not isinstance(out, torch.Tensor):
+        raise loaded.error(f"{component.name!r} returned {type(out).__name__}, not a tensor", path)
+    params = sum(p.numel() for p in module.parameters())
+    return tuple(out.shape[1:]), params, wants_labels
+
+
+def _fmt(shape: Shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+@dataclass
+class Assembly:
+    """Both network plans, checked against each other and against the data."""
+
+    loaded: LoadedBlueprint
+    generator: NetworkPlan
+    discriminator: NetworkPlan
+
+
+def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assembly:
+    """Check the whole blueprint and plan both networks; no weights are allocated."""
+    registry = registry or default_registry()
+    check_components(loaded, registry)
+    bp = loaded.blueprint
+    image: Shape = (bp.data.channels, bp.data.resolution, bp.data.resolution)
+    num_classes = bp.data.num_classes
+    generator = plan_network(loaded, "generator", input_shape=(bp.generator.latent_dim,),
+                             num_classes=num_classes, registry=registry)
+    if generator.output_shape != image:
+        raise loaded.error(
+            f"the generator produces {_fmt(generator.output_shape)} images but the data is {_fmt(image)} "
+            "(data.channels × data.resolution²): change the up-sampling blocks, the head's channels, or the data",
+            "generator.blocks",
+        )
+    discriminator = plan_network(loaded, "discriminator", input_shape=image, num_classes=num_classes,
+                                 registry=registry)
+    if discriminator.output_shape != (1,):
+        raise loaded.error(
+            f"the discriminator must output one logit per image (shape 1), but outputs {_fmt(discriminator.output_shape)}",
+            "discriminator.head",
+        )
+    return Assembly(loaded=loaded, generator=generator, discriminator=discriminator)

@@ -1,0 +1,75 @@
+"""``--set key.path=value`` overrides, applied to the merged document before validation."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import yaml
+
+from ..errors import BlueprintError, join_path
+from .loading import Origins, record_origins
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^\d+$")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``generator.blocks.3.channels=128`` → (['generator', 'blocks', 3, 'channels'], 128).
+
+    Values are parsed as YAML (safe loader), so ``64``, ``1e-4``, ``true`` and ``[0, 0.9]`` get their types.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise BlueprintError(f"bad --set {text!r}: expected KEY=VALUE, e.g. train.batch_size=64", file="--set")
+    parts = key.split(".")
+    if not all(_KEY.match(p) for p in parts):
+        raise BlueprintError(f"bad --set key {key!r}: use dotted names and list indices, e.g. generator.blocks.3.channels",
+                             file="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise BlueprintError(f"bad --set value {raw!r} for {key}: {err}", file="--set", path=key) from err
+    return [int(p) if p.isdigit() else p for p in parts], value
+
+
+def apply_overrides(document: dict[str, Any], overrides: list[str], origins: Origins | None = None) -> dict[str, Any]:
+    """Return a copy of ``document`` with each override applied in order."""
+    out = copy.deepcopy(document)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = out
+        for depth, part in enumerate(parts[:-1]):
+            here = join_path(*parts[: depth + 1])
+            node = _child(node, part, here, create=True, next_part=parts[depth + 1])
+        last = parts[-1]
+        path = join_path(*parts)
+        if isinstance(node, list):
+            if not isinstance(last, int) or not 0 <= last < len(node):
+                raise BlueprintError(f"no list item {last} (the list has {len(node)} items)", path=path, file="--set")
+            node[last] = value
+        elif isinstance(node, dict):
+            node[last if isinstance(last, str) else str(last)] = value
+        else:
+            raise BlueprintError(f"cannot set a key inside a {type(node).__name__}", path=path, file="--set")
+        if origins is not None:
+            for stale in [p for p in origins if p == path or p.startswith(path + ".") or p.startswith(path + "[")]:
+                del origins[stale]
+            record_origins(value, "--set", origins, path)
+    return out
+
+
+def _child(node: Any, part: str | int, here: str, *, create: bool, next_part: str | int) -> Any:
+    if isinstance(node, list):
+        if not isinstance(part, int) or not 0 <= part < len(node):
+            raise BlueprintError(f"no list item {part} (the list has {len(node)} items)", path=here, file="--set")
+        return node[part]
+    if isinstance(node, dict):
+        key = part if isinstance(part, str) else str(part)
+        if key not in node or node[key] is None:
+            if not create:
+                raise BlueprintError("no such key", path=here, file="--set")
+            node[key] = {}
+        return node[key]
+    raise BlueprintError(f"cannot set a key inside a {type(node).__name__}", path=here, file="--set")

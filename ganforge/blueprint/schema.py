@@ -1,0 +1,114 @@
+"""The typed shape of a blueprint. Component settings are checked later, against the registry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentSpec(BaseModel):
+    """``{type: NAME, ...settings}``: a registered component and its settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_name(cls, value: Any) -> Any:
+        # `loss: hinge` is shorthand for `loss: {type: hinge}`.
+        return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("type")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not value or not value.replace("_", "a").isalnum() or not value[0].isalpha() or value.lower() != value:
+            raise ValueError(f"{value!r} is not a component name (lowercase letters, digits and '_')")
+        return value
+
+
+class AttentionSpec(ComponentSpec):
+    """An attention layer placed after the first component that outputs ``resolution``×``resolution``."""
+
+    resolution: int = Field(ge=1)
+    type: str = "self_attention"
+
+
+class NetworkSpec(_Strict):
+    """A stack: optional stem, blocks, head; attention placed by resolution; shared defaults."""
+
+    stem: ComponentSpec | None = None
+    blocks: list[ComponentSpec] = Field(default_factory=list)
+    head: ComponentSpec
+    attention: list[AttentionSpec] = Field(default_factory=list)
+    defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings given to every component of this network that accepts them (explicit settings win)",
+    )
+    init: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="default"))
+
+
+class GeneratorSpec(NetworkSpec):
+    latent_dim: int = Field(default=128, ge=1)
+
+
+class DiscriminatorSpec(NetworkSpec):
+    pass
+
+
+class OptimizersSpec(_Strict):
+    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="adam"))
+    discriminator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="adam"))
+
+
+class DataSpec(ComponentSpec):
+    """The dataset component; resolution, channels and classes also shape the networks."""
+
+    resolution: int = Field(ge=1)
+    channels: int = Field(default=3, ge=1)
+    num_classes: int = Field(default=0, ge=0)
+
+
+class TrainSpec(_Strict):
+    batch_size: int = Field(default=64, ge=1)
+    steps: int = Field(default=10_000, ge=1)
+    seed: int = 0
+    grad_accumulation: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
+    precision: Literal["bf16", "fp32"] = "bf16"
+    compile: bool = False
+    channels_last: bool = True
+    sync_batchnorm: bool = False
+    num_workers: int = Field(default=4, ge=0)
+    log_every: int = Field(default=50, ge=1)
+    sample_every: int = Field(default=1000, ge=1)
+    checkpoint_every: int = Field(default=1000, ge=1)
+    keep_checkpoints: int = Field(default=3, ge=1)
+
+
+class Blueprint(_Strict):
+    """A whole experiment. ``extends`` is resolved before validation."""
+
+    name: str = ""
+    description: str = ""
+    generator: GeneratorSpec
+    discriminator: DiscriminatorSpec
+    loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="hinge"))
+    regularizers: list[ComponentSpec] = Field(default_factory=list)
+    update_rule: list[ComponentSpec] = Field(default_factory=list)
+    optimizers: OptimizersSpec = Field(default_factory=OptimizersSpec)
+    data: DataSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @field_validator("update_rule", "regularizers", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (dict, str)) else value

@@ -1,0 +1,111 @@
+"""From file to validated blueprint: load, override, type-check, and check every component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import BlueprintError, RegistryError, join_path
+from .loading import Origins, load_with_extends, origin_of
+from .overrides import apply_overrides
+from .schema import Blueprint, ComponentSpec
+
+if TYPE_CHECKING:
+    import pydantic
+
+    from ..registry import Component, Registry
+
+
+@dataclass
+class LoadedBlueprint:
+    """A validated blueprint plus where each of its keys came from."""
+
+    blueprint: Blueprint
+    file: str
+    document: dict[str, Any]
+    origins: Origins = field(default_factory=dict)
+
+    def error(self, message: str, path: str) -> BlueprintError:
+        """A BlueprintError attributed to the file that set ``path``."""
+        return BlueprintError(message, path=path, file=origin_of(path, self.origins, self.file))
+
+
+def load_blueprint(path: str | Path, overrides: Iterable[str] = ()) -> LoadedBlueprint:
+    """Read, merge ``extends``, apply ``--set`` overrides and validate the section structure."""
+    import pydantic
+
+    path = Path(path)
+    document, origins = load_with_extends(path)
+    document = apply_overrides(document, list(overrides), origins)
+    try:
+        blueprint = Blueprint.model_validate(document)
+    except pydantic.ValidationError as err:
+        raise from_validation_error(err, origins=origins, default_file=str(path)) from None
+    return LoadedBlueprint(blueprint=blueprint, file=str(path), document=document, origins=origins)
+
+
+def from_validation_error(err: "pydantic.ValidationError", *, origins: Origins, default_file: str,
+                          prefix: str = "") -> BlueprintError:
+    """The first pydantic error as a BlueprintError at its dotted path (later ones counted)."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = [part for part in first["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    path = join_path(prefix, *loc)
+    message = _describe(first)
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return BlueprintError(message, path=path, file=origin_of(path, origins, default_file))
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    message = error.get("msg", "invalid value")
+    message = message.removeprefix("Value error, ")
+    return f"{message} (got {shown})"
+
+
+def resolve_component(registry: "Registry", spec: ComponentSpec, *, kinds: Iterable[str], path: str,
+                      loaded: LoadedBlueprint, defaults: dict[str, Any] | None = None,
+                      ) -> tuple["Component", dict[str, Any]]:
+    """Find ``spec.type`` among ``kinds`` and validate its settings; errors carry ``path``."""
+    import pydantic
+
+    kinds = tuple(kinds)
+    try:
+        component = registry.find(spec.type, kinds) if len(kinds) > 1 else registry.get(kinds[0], spec.type)
+    except RegistryError as err:
+        raise loaded.error(str(err), join_path(path, "type")) from err
+    settings = spec.settings
+    if defaults:
+        accepted = component.schema.model_fields
+        settings = {**{k: v for k, v in defaults.items() if k in accepted}, **settings}
+    try:
+        validated = component.validate(settings)
+    except pydantic.ValidationError as err:
+        raise from_validation_error(err, origins=loaded.origins, default_file=loaded.file, prefix=path) from None
+    return component, validated
+
+
+def check_components(loaded: LoadedBlueprint, registry: "Registry") -> None:
+    """Validate every non-network component named by the blueprint (networks: see assembly)."""
+    bp = loaded.blueprint
+    resolve_component(registry, bp.loss, kinds=["loss"], path="loss", loaded=loaded)
+    for i, spec in enumerate(bp.regularizers):
+        resolve_component(registry, spec, kinds=["regularizer"], path=join_path("regularizers", i), loaded=loaded)
+    for i, spec in enumerate(bp.update_rule):
+        resolve_component(registry, spec, kinds=["update_rule"], path=join_path("update_rule", i), loaded=loaded)
+    for role in ("generator", "discriminator"):
+        resolve_component(registry, getattr(bp.optimizers, role), kinds=["optimizer"],
+                          path=f"optimizers.{role}", loaded=loaded)
+        resolve_component(registry, getattr(bp, role).init, kinds=["init"], path=f"{role}.init", loaded=loaded)
+    data_settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
+                     "num_classes": bp.data.num_classes}
+    resolve_component(registry, ComponentSpec(type=bp.data.type, **data_settings), kinds=["dataset"],
+                      path="data", loaded=loaded)

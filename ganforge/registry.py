@@ -1,0 +1,355 @@
+"""The component registry: named, kind-scoped, schema-checked building blocks.
+
+Built-in components register with the ``@register`` decorator in their own modules,
+which the registry imports on first lookup (never at ``import ganforge``). Third-party
+packages add components through entry points (see ``ganforge.plugins``), loaded one
+name at a time. A component's settings schema is derived from its keyword-only
+signature, so there is no hand-written schema to drift from the code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import pkgutil
+import re
+import typing
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterable, TypeVar
+
+from .errors import CollisionError, RegistryError, UnknownComponentError
+
+KINDS: tuple[str, ...] = (
+    "layer",
+    "block",
+    "head",
+    "loss",
+    "regularizer",
+    "update_rule",
+    "optimizer",
+    "init",
+    "dataset",
+    "metric",
+)
+"""Kinds of component. Network stacks accept ``layer``, ``block`` and ``head``."""
+
+NETWORK_KINDS: tuple[str, ...] = ("block", "layer", "head")
+
+CONTEXT_PARAMS: frozenset[str] = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
+"""Constructor arguments the assembler supplies (inferred from the stack); never set in a blueprint."""
+
+BUILTIN_PACKAGES: tuple[str, ...] = (
+    "ganforge.layers",
+    "ganforge.blocks",
+    "ganforge.losses",
+    "ganforge.training",
+    "ganforge.data",
+    "ganforge.metrics",
+)
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One setting of a component, as shown by ``ganforge components show``."""
+
+    name: str
+    annotation: str
+    default: Any
+    required: bool
+
+
+@dataclass(eq=False)
+class Component:
+    """A registered, buildable thing: the object plus where it came from."""
+
+    kind: str
+    name: str
+    obj: Callable[..., Any]
+    origin: str
+
+    @property
+    def qualname(self) -> str:
+        return f"{getattr(self.obj, '__module__', '?')}:{getattr(self.obj, '__qualname__', repr(self.obj))}"
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.obj.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        doc = self.doc
+        return doc.splitlines()[0] if doc else ""
+
+    @cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.obj)
+
+    @cached_property
+    def context_params(self) -> frozenset[str]:
+        """The context values (``in_channels``...) this component asks the assembler for."""
+        if self.kind not in NETWORK_KINDS:
+            return frozenset()
+        return frozenset(name for name in self._signature.parameters if name in CONTEXT_PARAMS)
+
+    @cached_property
+    def schema(self) -> type:
+        """A pydantic model of the settings, with unknown keys forbidden."""
+        return settings_model(self.obj, name=f"{self.kind}.{self.name}", exclude=self.context_params)
+
+    def parameters(self) -> list[Parameter]:
+        out = []
+        for name, info in self.schema.model_fields.items():
+            out.append(
+                Parameter(
+                    name=name,
+                    annotation=_type_name(info.annotation),
+                    default=None if info.is_required() else info.default,
+                    required=info.is_required(),
+                )
+            )
+        return out
+
+    def validate(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Check settings against the schema; returns them with defaults filled in.
+
+        Raises pydantic's ValidationError; callers attach the blueprint path.
+        """
+        model = self.schema.model_validate(settings)
+        return {name: getattr(model, name) for name in self.schema.model_fields}
+
+    def build(self, settings: dict[str, Any], context: dict[str, Any] | None = None) -> Any:
+        """Instantiate with validated settings plus the context values it declared."""
+        kwargs = dict(self.validate(settings))
+        for name in self.context_params:
+            if context is not None and name in context:
+                kwargs[name] = context[name]
+        return self.obj(**kwargs)
+
+
+def check_signature(obj: Callable[..., Any]) -> None:
+    """Components take keyword-only arguments, so settings can never be passed in the wrong order."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError) as err:
+        raise RegistryError(f"{obj!r} has no inspectable signature: {err}") from err
+    for param in sig.parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise RegistryError(
+                f"{getattr(obj, '__qualname__', obj)!r}: parameter {param.name!r} must be keyword-only "
+                "(write `def __init__(self, *, ...)`)"
+            )
+
+
+def settings_model(obj: Callable[..., Any], *, name: str, exclude: frozenset[str] = frozenset()) -> type:
+    """Derive a pydantic model from ``obj``'s keyword-only signature, leaving out ``exclude``."""
+    import pydantic
+
+    sig = inspect.signature(obj)
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # unresolved forward references: fall back to no type checks
+        hints = {}
+    fields: dict[str, Any] = {}
+    for pname, param in sig.parameters.items():
+        if pname in exclude:
+            continue
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+    return pydantic.create_model(f"Settings[{name}]", __config__=config, **fields)
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None:
+        return "None"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    text = repr(annotation).replace("typing.", "").replace("typing_extensions.", "")
+    return re.sub(r"<class '([\w.]+)'>", r"\1", text)
+
+
+@dataclass
+class BrokenPlugin:
+    """A plugin entry that could not be loaded, kept for reporting."""
+
+    distribution: str
+    entry_point: str
+    error: str
+
+
+@dataclass
+class Registry:
+    """Kind-scoped names → components, with lazily loaded built-ins and plugins."""
+
+    builtin_packages: tuple[str, ...] = ()
+    plugin_source: Any = None  # a ganforge.plugins.PluginIndex, or None for no plugins
+    _entries: dict[tuple[str, str], Component] = field(default_factory=dict)
+    _builtins_loaded: bool = False
+
+    # -- registration -------------------------------------------------------
+    def add(self, kind: str, name: str, obj: Callable[..., Any], *, origin: str | None = None) -> Component:
+        """Register ``obj``; the same object again is a no-op, a different one an error."""
+        _check_kind(kind)
+        if not NAME_PATTERN.match(name):
+            raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
+        check_signature(obj)
+        origin = origin or _origin_of(obj)
+        existing = self._entries.get((kind, name))
+        if existing is not None:
+            if existing.obj is obj:
+                return existing
+            raise CollisionError(
+                f"{kind} {name!r} is already registered by {existing.origin} ({existing.qualname}); "
+                f"{origin} ({getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', obj)}) "
+                "tried to register a different object under the same name"
+            )
+        component = Component(kind=kind, name=name, obj=obj, origin=origin)
+        self._entries[(kind, name)] = component
+        return component
+
+    # -- lookup -------------------------------------------------------------
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``; plugins are consulted only if no built-in matches."""
+        _check_kind(kind)
+        self._load_builtins()
+        found = self._entries.get((kind, name))
+        if found is not None:
+            if self.plugin_source is not None:
+                self.plugin_source.check_no_shadowing(kind, name, found)
+            return found
+        if self.plugin_source is not None and self.plugin_source.provides(kind, name):
+            self.plugin_source.load(kind, name, self)
+            found = self._entries.get((kind, name))
+            if found is not None:
+                return found
+        suggestions = self.suggest(kind, name)
+        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        available = ", ".join(sorted(n for k, n in self._known_names() if k == kind))
+        raise UnknownComponentError(
+            f"unknown {kind} {name!r}{hint} (available: {available or 'none'})",
+            kind=kind,
+            name=name,
+            suggestions=suggestions,
+        )
+
+    def find(self, name: str, kinds: Iterable[str]) -> Component:
+        """Look ``name`` up in several kinds; an unknown name suggests across all of them."""
+        kinds = tuple(kinds)
+        self._load_builtins()
+        hits = []
+        for kind in kinds:
+            try:
+                hits.append(self.get(kind, name))
+            except UnknownComponentError:
+                continue
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise RegistryError(
+                f"{name!r} is ambiguous: registered as " + " and ".join(f"{c.kind} ({c.origin})" for c in hits)
+            )
+        known = sorted({n for k, n in self._known_names() if k in kinds})
+        suggestions = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        raise UnknownComponentError(
+            f"unknown component {name!r}{hint} (see `ganforge components {kinds[0]}`)",
+            kind="/".join(kinds),
+            name=name,
+            suggestions=suggestions,
+        )
+
+    def list(self, kind: str | None = None, pattern: str = "*") -> list[Component]:
+        """All components of ``kind`` whose names match the glob ``pattern``; loads every plugin."""
+        if kind is not None:
+            _check_kind(kind)
+        self._load_builtins()
+        if self.plugin_source is not None:
+            self.plugin_source.load_all(self)
+        return sorted(
+            (
+                c
+                for (k, n), c in self._entries.items()
+                if (kind is None or k == kind) and fnmatch.fnmatchcase(n, pattern)
+            ),
+            key=lambda c: (KINDS.index(c.kind), c.name),
+        )
+
+    @property
+    def broken_plugins(self) -> list[BrokenPlugin]:
+        return [] if self.plugin_source is None else list(self.plugin_source.broken)
+
+    def suggest(self, kind: str, name: str) -> list[str]:
+        known = sorted(n for k, n in self._known_names() if k == kind)
+        return difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+
+    def _known_names(self) -> set[tuple[str, str]]:
+        names = set(self._entries)
+        if self.plugin_source is not None:
+            names |= set(self.plugin_source.names())
+        return names
+
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for package_name in self.builtin_packages:
+            package = importlib.import_module(package_name)
+            for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+                importlib.import_module(info.name)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+
+
+def _origin_of(obj: Any) -> str:
+    module = getattr(obj, "__module__", "") or ""
+    return "builtin" if module == "ganforge" or module.startswith("ganforge.") else f"module {module}"
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry: built-ins plus installed plugins (unless disabled)."""
+    global _default
+    if _default is None:
+        from .plugins import PluginIndex, plugins_disabled
+
+        _default = Registry(
+            builtin_packages=BUILTIN_PACKAGES,
+            plugin_source=None if plugins_disabled() else PluginIndex.discover(),
+        )
+        for kind, name, obj in _pending:
+            _default.add(kind, name, obj)
+        _pending.clear()
+    return _default
+
+
+_pending: list[tuple[str, str, Any]] = []
+
+
+def register(kind: str, name: str) -> Callable[[T], T]:
+    """Decorator registering a component under ``kind``/``name`` in the default registry."""
+
+    def decorate(obj: T) -> T:
+        if _default is None:
+            # Checked now so a bad signature fails at the definition, not at first lookup.
+            _check_kind(kind)
+            check_signature(obj)  # type: ignore[arg-type]
+            _pending.append((kind, name, obj))
+        else:
+            _default.add(kind, name, obj)  # type: ignore[arg-type]
+        return obj
+
+    return decorate
