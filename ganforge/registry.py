@@ -192,6 +192,7 @@ class Registry:
 
     builtin_packages: tuple[str, ...] = ()
     plugin_source: Any = None  # a ganforge.plugins.PluginIndex, or None for no plugins
+    include_all_declared: bool = False  # the default registry also takes @register-ed user code
     _entries: dict[tuple[str, str], Component] = field(default_factory=dict)
     _builtins_loaded: bool = False
 
@@ -305,6 +306,15 @@ class Registry:
             package = importlib.import_module(package_name)
             for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
                 importlib.import_module(info.name)
+        for kind, name, obj in list(_declared):
+            if self._accepts_declared(obj):
+                self.add(kind, name, obj)
+
+    def _accepts_declared(self, obj: Any) -> bool:
+        if self.include_all_declared:
+            return True
+        module = getattr(obj, "__module__", "") or ""
+        return any(module == p or module.startswith(p + ".") for p in self.builtin_packages)
 
 
 def _check_kind(kind: str) -> None:
@@ -318,10 +328,11 @@ def _origin_of(obj: Any) -> str:
 
 
 _default: Registry | None = None
+_declared: list[tuple[str, str, Any]] = []
 
 
 def default_registry() -> Registry:
-    """The process-wide registry: built-ins plus installed plugins (unless disabled)."""
+    """The process-wide registry: built-ins, ``@register``-ed code, and installed plugins (unless disabled)."""
     global _default
     if _default is None:
         from .plugins import PluginIndex, plugins_disabled
@@ -329,26 +340,25 @@ def default_registry() -> Registry:
         _default = Registry(
             builtin_packages=BUILTIN_PACKAGES,
             plugin_source=None if plugins_disabled() else PluginIndex.discover(),
+            include_all_declared=True,
         )
-        for kind, name, obj in _pending:
-            _default.add(kind, name, obj)
-        _pending.clear()
     return _default
 
 
-_pending: list[tuple[str, str, Any]] = []
-
-
 def register(kind: str, name: str) -> Callable[[T], T]:
-    """Decorator registering a component under ``kind``/``name`` in the default registry."""
+    """Decorator declaring a component under ``kind``/``name``.
+
+    Registries pick declarations up when they first look something up; checks run now, so a
+    bad signature fails where it is defined.
+    """
 
     def decorate(obj: T) -> T:
-        if _default is None:
-            # Checked now so a bad signature fails at the definition, not at first lookup.
-            _check_kind(kind)
-            check_signature(obj)  # type: ignore[arg-type]
-            _pending.append((kind, name, obj))
-        else:
+        _check_kind(kind)
+        if not NAME_PATTERN.match(name):
+            raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
+        check_signature(obj)  # type: ignore[arg-type]
+        _declared.append((kind, name, obj))
+        if _default is not None and _default._builtins_loaded:
             _default.add(kind, name, obj)  # type: ignore[arg-type]
         return obj
 
