@@ -26,7 +26,7 @@ def user_errors(debug: bool) -> Iterator[None]:
         cause = err.__cause__
         if cause is not None and not isinstance(cause, GanforgeError) and str(cause) not in str(err):
             click.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))
 
 
 def debug_option(func):  # type: ignore[no-untyped-def]
@@ -60,6 +60,27 @@ def inspect_command(blueprint: str, overrides: tuple[str, ...], fmt: str, debug:
         plan = plan_training(loaded, registry)
         report = describe(assembly, plan)
     click.echo(json.dumps(report, indent=2) if fmt == "json" else format_text(report))
+
+
+@cli.command("train")
+@click.argument("blueprint", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a blueprint key, e.g. --set data.root=/data/train (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Run folder for checkpoints, samples and logs [default: runs/<blueprint name>].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train to this step (overrides train.steps).")
+@click.option("--resume", is_flag=True, help="Continue from the newest valid checkpoint in --out.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=None, help="Random seed (overrides train.seed).")
+@debug_option
+def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, steps: int | None, resume: bool,
+                  device: str, seed: int | None, debug: bool) -> None:
+    """Train the GAN a blueprint describes; torchrun it for several GPUs."""
+    with user_errors(debug):
+        from .training.run import train
+
+        train(blueprint, overrides=list(overrides), out=out, steps=steps, resume=resume, device=device,
+              seed=seed)
 
 
 @cli.command("components")

@@ -46,14 +46,32 @@ def test_override_wins_and_base_keys_survive(base, override):
         assert key in merged
 
 
-@given(documents, documents, documents)
-def test_merge_is_associative(a, b, c):
-    assert deep_merge(deep_merge(a, b), c) == deep_merge(a, deep_merge(b, c))
+@given(st.lists(documents, min_size=1, max_size=4))
+@settings(max_examples=40)
+def test_extends_chain_equals_left_fold(tmp_path_factory, chain):
+    folder = tmp_path_factory.mktemp("chain")
+    expected: dict = {}
+    for index, doc in enumerate(chain):
+        doc = {k: v for k, v in doc.items() if k != "extends"}
+        body = dict(doc)
+        if index:
+            body["extends"] = f"f{index - 1}.yaml"
+        (folder / f"f{index}.yaml").write_text(yaml.safe_dump(body))
+        expected = deep_merge(expected, doc)
+    loaded, _ = load_with_extends(folder / f"f{len(chain) - 1}.yaml")
+    assert loaded == expected
 
 
 @given(documents)
 def test_merging_twice_is_idempotent(doc):
     assert deep_merge(doc, doc) == doc
+
+
+def test_changing_a_component_type_replaces_its_settings():
+    base = {"data": {"type": "imagefolder", "root": None, "flip": True, "resolution": 128}}
+    assert deep_merge(base, {"data": {"type": "procedural", "resolution": 16}}) == {
+        "data": {"type": "procedural", "resolution": 16}}
+    assert deep_merge(base, {"data": {"type": "imagefolder", "resolution": 64}})["data"]["flip"] is True
 
 
 def test_lists_are_replaced_not_concatenated():

@@ -83,12 +83,13 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], origins: Origins 
                override_origins: Origins | None = None, _prefix: str = "") -> dict[str, Any]:
     """Mappings merge key by key; anything else (lists included) is replaced whole.
 
-    ``null`` in the override removes nothing: it sets the value to null. Inputs are not mutated.
+    A component mapping whose ``type`` changes is replaced whole too: the old component's
+    settings mean nothing to the new one. ``null`` sets a value to null. Inputs are not mutated.
     """
     out = copy.deepcopy(base)
     for key, value in override.items():
         path = join_path(_prefix, key)
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _retyped(out[key], value):
             out[key] = deep_merge(out[key], value, origins, override_origins, path)
         else:
             out[key] = copy.deepcopy(value)
@@ -98,6 +99,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], origins: Origins 
                 origins.update({p: f for p, f in override_origins.items()
                                 if p == path or p.startswith(path + ".") or p.startswith(path + "[")})
     return out
+
+
+def _retyped(base: dict[str, Any], override: dict[str, Any]) -> bool:
+    return "type" in base and "type" in override and base["type"] != override["type"]
 
 
 def record_origins(data: Any, file: str, origins: Origins, prefix: str = "") -> None:

@@ -1,0 +1,1 @@
+"""The generic training engine: knows losses, update rules and checkpoints, never architectures."""

@@ -1,0 +1,81 @@
+"""An endless, resumable stream of batches.
+
+The order is a seeded permutation per epoch, split across ranks, so (epoch, offset) is the
+whole state: a resumed run reads exactly the batches the uninterrupted run would have read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class _Slice(Sampler[int]):
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class DataStream:
+    """Batches of (images, labels) for one rank, forever; ``state()`` says where it is."""
+
+    dataset: Dataset
+    batch_size: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+    num_workers: int = 0
+    pin_memory: bool = False
+    epoch: int = 0
+    offset: int = 0  # samples of this epoch already consumed by this rank
+
+    def __post_init__(self) -> None:
+        self._iterator: Iterator[Any] | None = None
+        per_rank = len(self.dataset) // self.world_size  # type: ignore[arg-type]
+        if per_rank < self.batch_size:
+            raise ValueError(f"the dataset has {len(self.dataset)} images: fewer than one batch of "  # type: ignore[arg-type]
+                             f"{self.batch_size} per process")
+        self.batches_per_epoch = per_rank // self.batch_size
+
+    def _epoch_indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
+        mine = order[self.rank :: self.world_size][: self.batches_per_epoch * self.batch_size]
+        return mine[self.offset :]
+
+    def _start_epoch(self) -> None:
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=_Slice(self._epoch_indices()),
+                            num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
+                            persistent_workers=False)
+        self._iterator = iter(loader)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iterator is None:
+            self._start_epoch()
+        try:
+            batch = next(self._iterator)  # type: ignore[arg-type]
+        except StopIteration:
+            self.epoch, self.offset = self.epoch + 1, 0
+            self._start_epoch()
+            batch = next(self._iterator)  # type: ignore[arg-type]
+        self.offset += self.batch_size
+        images, labels = batch[0], batch[1]
+        return images, labels
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def restore(self, state: dict[str, int]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        if self.offset >= self.batches_per_epoch * self.batch_size:
+            self.epoch, self.offset = self.epoch + 1, 0
+        self._iterator = None

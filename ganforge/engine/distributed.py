@@ -1,0 +1,67 @@
+"""Process-group set-up for torchrun; a single process needs none of it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..errors import GanforgeError
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process runs and which part of the job is its own."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def choose_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise GanforgeError("--device cuda was asked for but no CUDA device is available (use --device cpu)")
+    return torch.device(choice)
+
+
+def place_process(choice: str) -> Placement:
+    """Read torchrun's environment (if any), pick the device and join the process group."""
+    device = choose_device(choice)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Placement(device=device)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Placement(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def any_rank(flag: bool, placement: Placement) -> bool:
+    """True on every rank if ``flag`` is true on any (one collective: call at agreed points only)."""
+    if not placement.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=placement.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def leave(placement: Placement) -> None:
+    if placement.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,385 @@
+"""The training loop: alternate D and G updates per the plan, for any assembled pair of networks.
+
+Nothing here knows an architecture. The loop reads the loss, regularisers and update plan
+from the blueprint, and the networks are opaque ``(x, labels) -> tensor`` modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..assembly import Assembly
+from ..errors import GanforgeError
+from ..layers.spectral_norm import frozen_spectral_norm
+from ..registry import Registry
+from ..training.update_rules import TrainingPlan
+from .checkpoints import load_newest_valid, save_checkpoint
+from .data_stream import DataStream
+from .distributed import Placement, any_rank
+from .run_log import Progress, RunLog
+from .samples import save_grid
+
+
+class TrainingDiverged(GanforgeError):
+    exit_code = 1
+
+
+@dataclass
+class TrainOptions:
+    out: Path
+    steps: int
+    seed: int
+    resume: bool = False
+    progress: bool = True
+
+
+class Trainer:
+    """One run: networks, optimisers, data stream, checkpoints and logs of one process."""
+
+    def __init__(self, *, assembly: Assembly, plan: TrainingPlan, registry: Registry, dataset: Any,
+                 options: TrainOptions, placement: Placement, report: Callable[[str], None] = print) -> None:
+        self.loaded = assembly.loaded
+        bp = self.loaded.blueprint
+        self.train = bp.train
+        self.options, self.placement, self.plan, self.report = options, placement, plan, report
+        self.device = placement.device
+        self.num_classes = bp.data.num_classes
+        self.latent_dim = bp.generator.latent_dim
+        self.cuda = self.device.type == "cuda"
+        _seed_everything(options.seed + placement.rank)
+
+        per_process = self.train.batch_size // placement.world_size
+        if per_process * placement.world_size != self.train.batch_size:
+            raise self.loaded.error(f"batch size {self.train.batch_size} does not split over "
+                                    f"{placement.world_size} processes", "train.batch_size")
+        self.micro_batch = per_process // self.train.grad_accumulation
+        if self.micro_batch * self.train.grad_accumulation != per_process or self.micro_batch < 1:
+            raise self.loaded.error(f"{per_process} images per process do not split into "
+                                    f"{self.train.grad_accumulation} micro-batches", "train.grad_accumulation")
+
+        self.generator = assembly.generator.build(self.device)
+        self.discriminator = assembly.discriminator.build(self.device)
+        if self.train.sync_batchnorm and placement.distributed:
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
+        if self.cuda and self.train.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        self.ema = None
+        if plan.ema_decay is not None:
+            self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+
+        self.loss = registry.get("loss", bp.loss.type).build(bp.loss.settings)
+        self.regularizers = [registry.get("regularizer", r.type).build(r.settings) for r in bp.regularizers]
+        self.g_opt = self._optimizer("generator", self.generator)
+        self.d_opt = self._optimizer("discriminator", self.discriminator)
+
+        # Forward passes that must update DDP state go through these; the raw modules are used
+        # for passes whose gradients are not (or not only) this network's own.
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module = self.discriminator
+        if placement.distributed:
+            ids = [self.device.index] if self.cuda else None
+            self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
+            self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
+        if self.train.compile:
+            self.g_train = torch.compile(self.g_train)
+            self.d_train = torch.compile(self.d_train)
+
+        self.noise = torch.Generator(self.device).manual_seed(options.seed * 1_000_003 + placement.rank)
+        self.stream = DataStream(dataset, batch_size=self.micro_batch, seed=options.seed, rank=placement.rank,
+                                 world_size=placement.world_size, num_workers=self.train.num_workers,
+                                 pin_memory=self.cuda)
+        self.step = 0
+        self._stop_requested = False
+        self.images_seen = 0
+
+    # -- set-up helpers -------------------------------------------------------------------
+    def _optimizer(self, role: str, network: nn.Module) -> torch.optim.Optimizer:
+        from ..registry import default_registry
+
+        choice = self.plan.optimizers[role]
+        make = default_registry().get("optimizer", choice.name).build(choice.settings)
+        return make(network.parameters(), fused=True if self.cuda else None)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cuda and self.train.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.latent_dim, device=self.device, generator=self.noise)
+        labels = None
+        if self.num_classes > 0:
+            labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=self.noise)
+        return z, labels
+
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images, labels = self.stream.next()
+        images = images.to(self.device, non_blocking=True)
+        if self.cuda and self.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, (labels.to(self.device, non_blocking=True) if self.num_classes > 0 else None)
+
+    # -- one step -------------------------------------------------------------------------
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``plan.d_steps`` discriminator updates, then one generator update; returns both losses."""
+        accumulate = self.train.grad_accumulation
+        self.generator.train()
+        self.discriminator.train()
+        self.discriminator.requires_grad_(True)
+        for _ in range(self.plan.d_steps):
+            self.d_opt.zero_grad(set_to_none=True)
+            for _ in range(accumulate):
+                real, labels = self._real_batch()
+                z, fake_labels = self._latents(real.shape[0])
+                with torch.no_grad(), self._autocast():
+                    fake = self.generator(z, fake_labels)
+                with self._autocast():
+                    real_logits = self.d_train(real, labels)
+                    # The official code's pass on generated images leaves u/v alone.
+                    with frozen_spectral_norm(self.discriminator):
+                        fake_logits = self.discriminator(fake, fake_labels)
+                d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(),
+                                                      fake_logits=fake_logits.float())
+                for regularizer in self.regularizers:
+                    with frozen_spectral_norm(self.discriminator):
+                        d_loss = d_loss + regularizer(
+                            discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
+                            real=real, fake=fake)
+                (d_loss / accumulate).backward()
+                self.images_seen += real.shape[0] * self.placement.world_size
+            self.d_opt.step()
+
+        self.discriminator.requires_grad_(False)
+        self.g_opt.zero_grad(set_to_none=True)
+        needs_real = getattr(self.loss, "generator_needs_real", False)
+        for _ in range(accumulate):
+            z, fake_labels = self._latents(self.micro_batch)
+            with self._autocast():
+                fake = self.g_train(z, fake_labels)
+                with frozen_spectral_norm(self.discriminator):
+                    fake_logits = self.discriminator(fake, fake_labels)
+                    extra = {}
+                    if needs_real:
+                        real, labels = self._real_batch()
+                        extra["real_logits"] = self.discriminator(real, labels).float()
+            g_loss = self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
+            (g_loss / accumulate).backward()
+        self.g_opt.step()
+        self.discriminator.requires_grad_(True)
+        self.step += 1
+        self._update_ema()
+        return d_loss.detach(), g_loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        ema_params = list(self.ema.parameters())
+        params = list(self.generator.parameters())
+        if self.step < self.plan.ema_start:
+            torch._foreach_copy_(ema_params, params)
+        else:
+            torch._foreach_lerp_(ema_params, params, 1.0 - float(self.plan.ema_decay))  # type: ignore[arg-type]
+        for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
+            ema_buffer.copy_(buffer)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> int:
+        """Train to ``options.steps``; returns the step reached."""
+        out = self.options.out
+        resumed = self._resume() if self.options.resume else None
+        log = RunLog(out / "metrics.jsonl", resume_from_step=resumed) if self.placement.is_main else None
+        progress = Progress(total=self.options.steps, start=self.step,
+                            enabled=self.options.progress and self.placement.is_main)
+        fixed_z, fixed_labels = self._fixed_sample_inputs()
+        previous_handlers = self._install_signal_handlers()
+        totals = torch.zeros(2, device=self.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
+        try:
+            while self.step < self.options.steps:
+                d_loss, g_loss = self.train_step()
+                losses = torch.stack([d_loss, g_loss])
+                finite = torch.isfinite(losses).all()
+                first_bad = torch.where((~finite) & (first_bad < 0), self.step, first_bad)
+                totals += torch.nan_to_num(losses)
+                counted += 1
+                at_log = self.step % self.train.log_every == 0 or self.step == self.options.steps
+                at_checkpoint = self.step % self.train.checkpoint_every == 0 or self.step == self.options.steps
+                if at_log or at_checkpoint or not self.cuda:
+                    self._raise_if_diverged(int(first_bad))  # syncs: only at these points on a GPU
+                if at_log:
+                    elapsed = time.perf_counter() - since
+                    rate = (self.images_seen - seen_at_log) / max(elapsed, 1e-9)
+                    mean = (totals / counted).tolist()
+                    if log is not None:
+                        log.write(self._record(mean, rate))
+                    progress.update(self.step, rate, {"d": mean[0], "g": mean[1]})
+                    totals.zero_()
+                    since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
+                if self.placement.is_main and (self.step % self.train.sample_every == 0
+                                               or self.step == self.options.steps):
+                    self._save_samples(fixed_z, fixed_labels)
+                stop = self._stop_requested
+                if self.placement.distributed:
+                    stop = any_rank(stop, self.placement) if at_log else False
+                if at_checkpoint or stop:
+                    self._checkpoint()
+                if stop:
+                    self.report(f"stopped at step {self.step}; continue with --resume")
+                    break
+        finally:
+            progress.finish()
+            self._restore_signal_handlers(previous_handlers)
+            if log is not None:
+                log.close()
+        return self.step
+
+    def _raise_if_diverged(self, bad_step: int) -> None:
+        if bad_step >= 0:
+            raise TrainingDiverged(
+                f"non-finite loss at step {bad_step}; the last good checkpoint in {self.options.out / 'checkpoints'} "
+                "is kept (lower the learning rates or use train.precision=fp32, then --resume)"
+            )
+
+    def _record(self, mean: list[float], rate: float) -> dict[str, Any]:
+        gammas = {name: float(param.detach()) for name, param in self.generator.named_parameters() if
+                  name.endswith("gamma") and param.numel() == 1}
+        gammas.update({f"D.{name}": float(param.detach()) for name, param in self.discriminator.named_parameters()
+                       if name.endswith("gamma") and param.numel() == 1})
+        return {
+            "step": self.step,
+            "time": time.time(),
+            "d_loss": mean[0],
+            "g_loss": mean[1],
+            "images_per_s": rate,
+            "lr": {"generator": self.g_opt.param_groups[0]["lr"], "discriminator": self.d_opt.param_groups[0]["lr"]},
+            "gamma": gammas,
+        }
+
+    def _fixed_sample_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        generator = torch.Generator().manual_seed(self.options.seed + 12345)
+        n = 64
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        labels = (torch.arange(n) % self.num_classes).to(self.device) if self.num_classes > 0 else None
+        return z, labels
+
+    @torch.no_grad()
+    def _save_samples(self, z: torch.Tensor, labels: torch.Tensor | None) -> None:
+        network = self.ema if self.ema is not None else self.generator
+        was_training = network.training
+        network.eval()
+        images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
+                            for i in range(0, z.shape[0], 16)])
+        network.train(was_training)
+        save_grid(images.float().cpu(), self.options.out / "samples" / f"step-{self.step:09d}.png")
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "g_optimizer": self.g_opt.state_dict(),
+            "d_optimizer": self.d_opt.state_dict(),
+            "images_seen": self.images_seen,
+            "rng": {
+                "python": _python_state_to_lists(random.getstate()),
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
+                          float(np_state[4])],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.cuda else [],
+                "noise": self.noise.get_state(),
+            },
+            "data": self.stream.state(),
+            "blueprint": self.loaded.document,
+            "blueprint_file": self.loaded.file,
+        }
+
+    def _checkpoint(self) -> None:
+        if self.placement.is_main:
+            save_checkpoint(self.options.out / "checkpoints", self.step, self.state(),
+                            keep=self.train.keep_checkpoints)
+
+    def _resume(self) -> int | None:
+        found = load_newest_valid(self.options.out / "checkpoints", map_location=self.device, report=self.report)
+        if found is None:
+            self.report(f"no checkpoint in {self.options.out / 'checkpoints'}: starting from step 0")
+            return None
+        path, state = found
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.g_opt.load_state_dict(state["g_optimizer"])
+            self.d_opt.load_state_dict(state["d_optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise GanforgeError(f"{path} does not match this blueprint's networks: {err}") from err
+        rng = state["rng"]
+        random.setstate(_python_state_from_lists(rng["python"]))
+        numpy_state = rng["numpy"]
+        np.random.set_state((numpy_state[0], numpy_state[1].numpy(), *numpy_state[2:]))
+        torch.set_rng_state(rng["torch"].cpu())
+        if self.cuda and rng["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        self.noise.set_state(rng["noise"].cpu())
+        self.stream.restore(state["data"])
+        self.step = int(state["step"])
+        self.images_seen = int(state.get("images_seen", 0))
+        self.report(f"resumed from {path} at step {self.step}")
+        return self.step
+
+    # -- signals --------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous = {}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.report(f"\n{signal.Signals(signum).name}: finishing step {self.step + 1}, then checkpointing")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _python_state_to_lists(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_state_from_lists(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+

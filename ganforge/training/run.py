@@ -1,0 +1,82 @@
+"""``ganforge train``: everything between a blueprint path and a running Trainer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import GanforgeError
+
+
+def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int | None, resume: bool,
+          device: str, seed: int | None) -> int:
+    """Validate everything cheap first (blueprint, shapes, data, output folder), then build and train."""
+    import torch
+
+    from ..assembly import assemble
+    from ..blueprint.validation import load_blueprint
+    from ..engine.checkpoints import list_checkpoints
+    from ..engine.distributed import leave, place_process
+    from ..engine.trainer import Trainer, TrainOptions
+    from ..registry import default_registry
+    from .planning import plan_training
+
+    loaded = load_blueprint(blueprint, overrides)
+    registry = default_registry()
+    assembly = assemble(loaded, registry)
+    plan = plan_training(loaded, registry)
+    bp = loaded.blueprint
+
+    dataset = build_dataset(loaded, registry)
+    run_dir = Path(out) if out else Path("runs") / (bp.name or Path(blueprint).stem)
+    check_writable(run_dir)
+    if not resume and list_checkpoints(run_dir / "checkpoints"):
+        raise GanforgeError(f"{run_dir} already holds checkpoints: pass --resume to continue that run, "
+                            "or choose another --out")
+
+    placement = place_process(device)
+    if placement.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    report = (lambda message: print(message, file=sys.stderr)) if placement.is_main else (lambda message: None)
+    options = TrainOptions(out=run_dir, steps=steps or bp.train.steps,
+                           seed=bp.train.seed if seed is None else seed, resume=resume)
+    try:
+        trainer = Trainer(assembly=assembly, plan=plan, registry=registry, dataset=dataset, options=options,
+                          placement=placement, report=report)
+        try:
+            step = trainer.run()
+        except torch.OutOfMemoryError as err:
+            raise GanforgeError(
+                f"batch {trainer.micro_batch} per process does not fit in {placement.device} memory: lower "
+                "train.batch_size or raise train.grad_accumulation") from err
+        report(f"done: step {step}; checkpoints, samples and metrics.jsonl in {run_dir}")
+        return step
+    finally:
+        leave(placement)
+
+
+def build_dataset(loaded, registry):  # type: ignore[no-untyped-def]
+    """The blueprint's dataset; a missing or empty ``data.root`` is reported here, before any model."""
+    bp = loaded.blueprint
+    component = registry.get("dataset", bp.data.type)
+    settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
+                "num_classes": bp.data.num_classes}
+    try:
+        dataset = component.build(settings)
+    except GanforgeError as err:
+        raise GanforgeError(f"{loaded.file}: data: {err}") from None
+    if len(dataset) == 0:
+        raise GanforgeError(f"{loaded.file}: data: the dataset is empty (check data.root)")
+    return dataset
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise GanforgeError(f"cannot write to --out {run_dir}: {err.strerror or err}") from None
