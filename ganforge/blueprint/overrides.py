@@ -46,9 +46,13 @@ def apply_overrides(document: dict[str, Any], overrides: list[str], origins: Ori
         last = parts[-1]
         path = join_path(*parts)
         if isinstance(node, list):
-            if not isinstance(last, int) or not 0 <= last < len(node):
-                raise BlueprintError(f"no list item {last} (the list has {len(node)} items)", path=path, file="--set")
-            node[last] = value
+            if not isinstance(last, int) or not 0 <= last <= len(node):
+                raise BlueprintError(f"no list item {last} (the list has {len(node)} items; "
+                                     f"index {len(node)} appends)", path=path, file="--set")
+            if last == len(node):
+                node.append(value)
+            else:
+                node[last] = value
         elif isinstance(node, dict):
             node[last if isinstance(last, str) else str(last)] = value
         else:

@@ -71,7 +71,9 @@ class Trainer:
 
         self.generator = assembly.generator.build(self.device)
         self.discriminator = assembly.discriminator.build(self.device)
-        if self.train.sync_batchnorm and placement.distributed:
+        if self.train.sync_batchnorm and placement.distributed and not self.cuda:
+            report("train.sync_batchnorm: PyTorch's SyncBatchNorm needs CUDA; ignored on CPU")
+        elif self.train.sync_batchnorm and placement.distributed:
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
             self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
         if self.cuda and self.train.channels_last:
@@ -201,6 +203,8 @@ class Trainer:
     def run(self) -> int:
         """Train to ``options.steps``; returns the step reached."""
         out = self.options.out
+        if self.placement.is_main:
+            out.mkdir(parents=True, exist_ok=True)
         resumed = self._resume() if self.options.resume else None
         log = RunLog(out / "metrics.jsonl", resume_from_step=resumed) if self.placement.is_main else None
         progress = Progress(total=self.options.steps, start=self.step,

@@ -1,0 +1,187 @@
+"""`ganforge train`: exact resume (also after SIGKILL), clean stops, divergence, bad set-ups."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY
+
+FAST = ["--set", "train.batch_size=8", "--set", "data.size=64", "--set", "train.log_every=2",
+        "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=10"]
+
+
+def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    state = torch.load(run / "checkpoints" / f"step-{step:09d}.pt", weights_only=True)
+    return {**{f"G.{k}": v for k, v in state["generator"].items()},
+            **{f"D.{k}": v for k, v in state["discriminator"].items()}}
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+
+
+def train(cli, out: Path, *extra: str):
+    result = cli("train", TINY, "--out", out, "--device", "cpu", *FAST, *extra)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path):
+    train(cli, tmp_path / "straight", "--steps", "6")
+    train(cli, tmp_path / "split", "--steps", "4")
+    train(cli, tmp_path / "split", "--steps", "6", "--resume")
+    assert_identical(weights(tmp_path / "straight", 6), weights(tmp_path / "split", 6))
+    # And the run really trained: weights moved between steps 2 and 6.
+    early, late = weights(tmp_path / "straight", 2), weights(tmp_path / "straight", 6)
+    assert any(not torch.equal(early[k], late[k]) for k in early if k.endswith("original"))
+    log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6]
+    assert {"d_loss", "g_loss", "images_per_s", "lr", "gamma"} <= set(log[-1])
+    assert log[-1]["lr"] == {"generator": 1e-4, "discriminator": 4e-4}
+
+
+def test_sigkill_then_resume_is_exact(tmp_path):
+    straight = tmp_path / "straight"
+    base = [sys.executable, "-m", "ganforge", "train", str(TINY), "--device", "cpu", *FAST]
+    subprocess.run([*base, "--out", str(straight), "--steps", "8"], check=True, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*base, "--out", str(killed), "--steps", "8"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / f"step-{4:09d}.pt").exists():
+        assert process.poll() is None, "run finished before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = sorted(p.name for p in (killed / "checkpoints").glob("step-*.pt"))
+    assert f"step-{8:09d}.pt" not in done
+    subprocess.run([*base, "--out", str(killed), "--steps", "8", "--resume"], check=True, capture_output=True,
+                   timeout=300)
+    assert_identical(weights(straight, 8), weights(killed, 8))
+
+
+def test_truncated_checkpoint_is_reported_and_the_previous_one_used(cli, tmp_path):
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "4")
+    newest = run / "checkpoints" / f"step-{4:09d}.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    result = train(cli, run, "--steps", "6", "--resume")
+    assert "skipping unreadable checkpoint" in result.stderr and "step-000000004.pt" in result.stderr
+    assert f"resumed from {run / 'checkpoints' / f'step-{2:09d}.pt'}" in result.stderr
+
+
+def test_sigterm_finishes_the_step_and_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganforge", "train", str(TINY), "--device", "cpu", *FAST,
+           "--set", "train.checkpoint_every=1000", "--out", str(run), "--steps", "100000"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "SIGTERM" in stderr and "continue with --resume" in stderr
+    checkpoints = list((run / "checkpoints").glob("step-*.pt"))
+    assert len(checkpoints) == 1
+    state = torch.load(checkpoints[0], weights_only=True)
+    assert 0 < state["step"] < 100000
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):
+    from ganforge.losses.adversarial import Hinge
+
+    original = Hinge.discriminator_loss
+    calls = {"n": 0}
+
+    def poisoned(self, *, real_logits, fake_logits):
+        calls["n"] += 1
+        loss = original(self, real_logits=real_logits, fake_logits=fake_logits)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(Hinge, "discriminator_loss", poisoned)
+    run = tmp_path / "run"
+    result = cli("train", TINY, "--out", run, "--device", "cpu", *FAST, "--steps", "6")
+    assert result.exit_code == 1
+    assert "non-finite loss at step 3" in result.stderr and "Traceback" not in result.stderr
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step-*.pt"))
+    assert kept == [f"step-{2:09d}.pt"]
+    state = torch.load(run / "checkpoints" / kept[0], weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_existing_run_is_not_overwritten_without_resume(cli, tmp_path):
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "2")
+    before = (run / "checkpoints" / f"step-{2:09d}.pt").read_bytes()
+    result = cli("train", TINY, "--out", run, "--device", "cpu", *FAST, "--steps", "2")
+    assert result.exit_code == 2 and "--resume" in result.stderr
+    assert (run / "checkpoints" / f"step-{2:09d}.pt").read_bytes() == before
+
+
+def test_unwritable_out_is_a_clear_error(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = cli("train", TINY, "--out", blocker / "run", "--device", "cpu", "--steps", "1")
+    assert result.exit_code == 2 and "cannot write to --out" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_root_is_reported_before_any_model_is_built(cli, tmp_path, monkeypatch):
+    import ganforge.assembly as assembly
+
+    monkeypatch.setattr(assembly.NetworkPlan, "build", lambda *a, **k: pytest.fail("model built"))
+    blueprint = ROOT / "blueprints" / "sagan_imagenet128.yaml"
+    result = cli("train", blueprint, "--out", tmp_path / "run", "--device", "cpu")
+    assert result.exit_code == 2
+    assert "data.root is not set" in result.stderr and "--set data.root=" in result.stderr
+    result = cli("train", blueprint, "--out", tmp_path / "run", "--set", f"data.root={tmp_path / 'nowhere'}")
+    assert result.exit_code == 2 and "is not a directory" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = cli("train", blueprint, "--out", tmp_path / "run", "--set", f"data.root={tmp_path / 'empty'}")
+    assert result.exit_code == 2 and "no class sub-folders" in result.stderr
+
+
+def test_samples_are_written(cli, tmp_path):
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "2", "--set", "train.sample_every=2")
+    grid = run / "samples" / f"step-{2:09d}.png"
+    assert grid.exists() and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ema_generator_is_checkpointed(cli, tmp_path):
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "2", "--set", "update_rule.2={type: ema, decay: 0.5, start: 1}")
+    state = torch.load(run / "checkpoints" / f"step-{2:09d}.pt", weights_only=True)
+    assert state["ema"] is not None
+    g, e = state["generator"], state["ema"]
+    moved = [k for k in g if g[k].is_floating_point() and not torch.equal(g[k], e[k])]
+    assert moved  # the average lags the live weights
+
+
+def test_two_process_ddp_keeps_ranks_identical(tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29533", str(worker), str(TINY), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert_identical(rank0["params"], rank1["params"])
+    assert rank0["step"] == rank1["step"] == 3
+    assert not rank0["same_data"], "both ranks read the same images"
+    assert (tmp_path / "run" / "checkpoints" / f"step-{3:09d}.pt").exists()
