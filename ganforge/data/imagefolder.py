@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -11,11 +11,41 @@ from ..errors import GanforgeError
 from ..registry import register
 
 
+class SkippingImageFolder:
+    """torchvision's ImageFolder, but an unreadable file is replaced by the next readable one.
+
+    Each item is ``(image, label, skipped)``; the engine adds up ``skipped`` to log how many
+    files were bad and to stop once more than ``max_skipped`` were.
+    """
+
+    def __init__(self, folder: Any, *, max_skipped: int) -> None:
+        self.folder = folder
+        self.max_skipped = max_skipped
+        self.classes = folder.classes
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+        import torch
+
+        for skipped in range(min(len(self.folder), 64)):
+            try:
+                image, label = self.folder[(index + skipped) % len(self.folder)]
+                return image, label, torch.tensor(skipped)
+            except (OSError, ValueError, SyntaxError):  # what PIL raises for truncated or corrupt files
+                continue
+        raise GanforgeError(f"64 unreadable images in a row near {self.folder.samples[index][0]}: is data.root right?")
+
+
 @register("dataset", "imagefolder")
 def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=4)],
                 channels: Annotated[int, Field(ge=1, le=4)] = 3, num_classes: Annotated[int, Field(ge=0)] = 0,
-                flip: bool = True) -> object:
-    """A folder of class sub-folders, resized and centre-cropped to ``resolution`` (images in [-1, 1])."""
+                flip: bool = True, max_skipped: Annotated[int, Field(ge=0)] = 1000) -> object:
+    """A folder of class sub-folders, resized and centre-cropped to ``resolution`` (images in [-1, 1]).
+
+    Unreadable images are skipped and counted; more than ``max_skipped`` stops the run.
+    """
     if not root:
         raise GanforgeError("data.root is not set: pass --set data.root=/path/to/train (one sub-folder per class)")
     path = Path(root).expanduser()
@@ -25,15 +55,31 @@ def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=
         raise GanforgeError(f"data.root {root!r} has no class sub-folders: set data.root to a folder like ILSVRC2012/train")
     from torchvision import datasets, transforms
 
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels, "RGB")
-    steps = [transforms.Resize(resolution), transforms.CenterCrop(resolution)]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels] if channels != 2 else "LA"
+    steps: list[Any] = [transforms.Resize(resolution), transforms.CenterCrop(resolution)]
     if flip:
         steps.append(transforms.RandomHorizontalFlip())
     steps += [transforms.ToTensor(), transforms.Normalize([0.5] * channels, [0.5] * channels)]
-    dataset = datasets.ImageFolder(str(path), transform=transforms.Compose(steps),
-                                   loader=lambda p: datasets.folder.default_loader(p).convert(mode))
-    if num_classes and len(dataset.classes) != num_classes:
+    try:
+        folder = datasets.ImageFolder(str(path), transform=transforms.Compose(steps), loader=_Loader(mode))
+    except FileNotFoundError as err:
+        raise GanforgeError(f"data.root {root!r}: {err}") from None
+    if num_classes and len(folder.classes) != num_classes:
         raise GanforgeError(
-            f"data.root {root!r} has {len(dataset.classes)} class folders but data.num_classes is {num_classes}"
+            f"data.root {root!r} has {len(folder.classes)} class folders but data.num_classes is {num_classes}"
         )
-    return dataset
+    return SkippingImageFolder(folder, max_skipped=max_skipped)
+
+
+class _Loader:
+    """Open an image and convert it to the blueprint's channel mode (picklable for workers)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def __call__(self, path: str) -> Any:
+        from PIL import Image
+
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            return image.convert(self.mode)

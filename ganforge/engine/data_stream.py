@@ -37,6 +37,7 @@ class DataStream:
     pin_memory: bool = False
     epoch: int = 0
     offset: int = 0  # samples of this epoch already consumed by this rank
+    skipped: int = 0  # unreadable files the dataset replaced so far
 
     def __post_init__(self) -> None:
         self._iterator: Iterator[Any] | None = None
@@ -68,14 +69,16 @@ class DataStream:
             self._start_epoch()
             batch = next(self._iterator)  # type: ignore[arg-type]
         self.offset += self.batch_size
-        images, labels = batch[0], batch[1]
-        return images, labels
+        if len(batch) > 2:  # datasets that skip unreadable files say how many (a CPU tensor: no sync)
+            self.skipped += int(batch[2].sum())
+        return batch[0], batch[1]
 
     def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "offset": self.offset}
+        return {"epoch": self.epoch, "offset": self.offset, "skipped": self.skipped}
 
     def restore(self, state: dict[str, int]) -> None:
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self.skipped = int(state.get("skipped", 0))
         if self.offset >= self.batches_per_epoch * self.batch_size:
             self.epoch, self.offset = self.epoch + 1, 0
         self._iterator = None

@@ -226,6 +226,7 @@ class Trainer:
                 at_checkpoint = self.step % self.train.checkpoint_every == 0 or self.step == self.options.steps
                 if at_log or at_checkpoint or not self.cuda:
                     self._raise_if_diverged(int(first_bad))  # syncs: only at these points on a GPU
+                self._check_skipped()
                 if at_log:
                     elapsed = time.perf_counter() - since
                     rate = (self.images_seen - seen_at_log) / max(elapsed, 1e-9)
@@ -253,6 +254,12 @@ class Trainer:
                 log.close()
         return self.step
 
+    def _check_skipped(self) -> None:
+        limit = getattr(self.stream.dataset, "max_skipped", None)
+        if limit is not None and self.stream.skipped > limit:
+            raise GanforgeError(f"{self.stream.skipped} unreadable images skipped, more than data.max_skipped "
+                                f"({limit}): check data.root or raise data.max_skipped")
+
     def _raise_if_diverged(self, bad_step: int) -> None:
         if bad_step >= 0:
             raise TrainingDiverged(
@@ -271,6 +278,7 @@ class Trainer:
             "d_loss": mean[0],
             "g_loss": mean[1],
             "images_per_s": rate,
+            "skipped_images": self.stream.skipped,
             "lr": {"generator": self.g_opt.param_groups[0]["lr"], "discriminator": self.d_opt.param_groups[0]["lr"]},
             "gamma": gammas,
         }
