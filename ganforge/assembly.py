@@ -223,13 +223,13 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
         raise loaded.error(
             f"the generator produces {_fmt(generator.output_shape)} images but the data is {_fmt(image)} "
             "(data.channels × data.resolution²): change the up-sampling blocks, the head's channels, or the data",
-            "generator.blocks",
+            "generator.blocks", across_keys=True,
         )
     discriminator = plan_network(loaded, "discriminator", input_shape=image, num_classes=num_classes,
                                  registry=registry)
     if discriminator.output_shape != (1,):
         raise loaded.error(
             f"the discriminator must output one logit per image (shape 1), but outputs {_fmt(discriminator.output_shape)}",
-            "discriminator.head",
+            "discriminator.head", across_keys=True,
         )
     return Assembly(loaded=loaded, generator=generator, discriminator=discriminator)

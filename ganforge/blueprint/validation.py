@@ -26,9 +26,14 @@ class LoadedBlueprint:
     document: dict[str, Any]
     origins: Origins = field(default_factory=dict)
 
-    def error(self, message: str, path: str) -> BlueprintError:
-        """A BlueprintError attributed to the file that set ``path``."""
-        return BlueprintError(message, path=path, file=origin_of(path, self.origins, self.file))
+    def error(self, message: str, path: str, *, across_keys: bool = False) -> BlueprintError:
+        """A BlueprintError attributed to the file that set ``path``.
+
+        A conflict between keys (``across_keys``) may come from any file of an ``extends`` chain,
+        so it names the blueprint the user gave.
+        """
+        file = self.file if across_keys else origin_of(path, self.origins, self.file)
+        return BlueprintError(message, path=path, file=file)
 
 
 def load_blueprint(path: str | Path, overrides: Iterable[str] = ()) -> LoadedBlueprint:
