@@ -83,6 +83,27 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
               seed=seed)
 
 
+@cli.command("benchmark")
+@click.argument("blueprint", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a blueprint key (repeatable).")
+@click.option("--variant", "variants", multiple=True, metavar="KEY=VALUE",
+              help="Measure this override as a separate row, side by side (repeatable).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Steps per timed repeat.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@debug_option
+def benchmark_command(blueprint: str, overrides: tuple[str, ...], variants: tuple[str, ...], device: str,
+                      steps: int, repeats: int, warmup: int, debug: bool) -> None:
+    """Median training throughput (images/s) of a blueprint, on synthetic data of its shape."""
+    with user_errors(debug):
+        from .engine.benchmark import format_table, measure_all
+
+        results = measure_all(blueprint, overrides=list(overrides), variants=list(variants or ("",)),
+                              device=device, steps=steps, repeats=repeats, warmup=warmup)
+    click.echo(format_table(results, steps=steps, repeats=repeats, warmup=warmup))
+
+
 @cli.command("components")
 @click.argument("words", nargs=-1, metavar="[KIND] [PATTERN] | show NAME")
 @debug_option

@@ -48,7 +48,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6]
     assert {"d_loss", "g_loss", "images_per_s", "lr", "gamma"} <= set(log[-1])
-    assert log[-1]["lr"] == {"generator": 1e-4, "discriminator": 4e-4}
+    assert log[-1]["lr"] == {"generator": 2e-4, "discriminator": 2e-4}
 
 
 def test_sigkill_then_resume_is_exact(tmp_path):
