@@ -43,11 +43,19 @@ def load_blueprint(path: str | Path, overrides: Iterable[str] = ()) -> LoadedBlu
     path = Path(path)
     document, origins = load_with_extends(path)
     document = apply_overrides(document, list(overrides), origins)
+    return validate_document(document, file=str(path), origins=origins)
+
+
+def validate_document(document: dict[str, Any], *, file: str, origins: Origins | None = None) -> LoadedBlueprint:
+    """Validate an already merged document (e.g. the resolved blueprint stored in a checkpoint)."""
+    import pydantic
+
+    origins = origins or {}
     try:
         blueprint = Blueprint.model_validate(document)
     except pydantic.ValidationError as err:
-        raise from_validation_error(err, origins=origins, default_file=str(path)) from None
-    return LoadedBlueprint(blueprint=blueprint, file=str(path), document=document, origins=origins)
+        raise from_validation_error(err, origins=origins, default_file=file) from None
+    return LoadedBlueprint(blueprint=blueprint, file=file, document=document, origins=origins)
 
 
 def from_validation_error(err: "pydantic.ValidationError", *, origins: Origins, default_file: str,

@@ -1,0 +1,63 @@
+"""Networks back from a run folder or checkpoint file alone: no training data, no blueprint file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..assembly import Assembly, Network, assemble
+from ..blueprint.validation import LoadedBlueprint, validate_document
+from ..errors import GanforgeError
+from ..registry import default_registry
+from .checkpoints import load_checkpoint, load_newest_valid
+
+
+@dataclass
+class RestoredRun:
+    """A checkpoint's networks, rebuilt from the resolved blueprint it carries."""
+
+    checkpoint: Path
+    run_dir: Path
+    step: int
+    loaded: LoadedBlueprint
+    assembly: Assembly
+    generator: Network
+    uses_ema: bool
+    state: dict
+
+    def discriminator(self, device: torch.device | str = "cpu") -> Network:
+        network = self.assembly.discriminator.build(device, initialise=False)
+        network.load_state_dict(self.state["discriminator"])
+        return network.eval()
+
+
+def find_checkpoint(target: str | Path) -> tuple[Path, dict]:
+    """``target`` is a checkpoint file, a run folder, or a run's ``checkpoints`` folder."""
+    path = Path(target)
+    if path.is_file():
+        try:
+            return path, load_checkpoint(path)
+        except Exception as err:
+            raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = load_newest_valid(folder, report=lambda message: None)
+        if found is None:
+            raise GanforgeError(f"{path}: no readable checkpoint (looked in {folder})")
+        return found
+    raise GanforgeError(f"{path}: no such run folder or checkpoint file")
+
+
+def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True) -> RestoredRun:
+    """Rebuild G (the EMA copy when there is one and ``prefer_ema``) in eval mode on ``device``."""
+    checkpoint, state = find_checkpoint(target)
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    loaded = validate_document(state["blueprint"], file=f"{checkpoint} (stored blueprint)")
+    assembly = assemble(loaded, default_registry())
+    generator = assembly.generator.build(device, initialise=False)
+    uses_ema = prefer_ema and state.get("ema") is not None
+    generator.load_state_dict(state["ema"] if uses_ema else state["generator"])
+    return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=int(state["step"]), loaded=loaded,
+                       assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, state=state)
