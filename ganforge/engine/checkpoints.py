@@ -22,18 +22,27 @@ def checkpoint_path(folder: Path, step: int) -> Path:
 
 def save_checkpoint(folder: Path, step: int, state: dict[str, Any], *, keep: int) -> Path:
     """Write ``state`` for ``step`` atomically, then drop all but the newest ``keep``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_path(folder, step)
+    final = _atomic_save(checkpoint_path(folder, step), state, step=step)
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def save_best(folder: Path, state: dict[str, Any], *, step: int) -> Path:
+    """Write ``best.pt`` atomically; rotation never touches it."""
+    return _atomic_save(folder / "best.pt", state, step=step)
+
+
+def _atomic_save(final: Path, state: dict[str, Any], *, step: int) -> Path:
+    """Temporary file, fsync, rename, fsync the folder: a crash leaves the old file or the new one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(final.name + ".tmp")
-    payload = {**state, "format": FORMAT, "step": step, "complete": True}
     with open(temporary, "wb") as handle:
-        torch.save(payload, handle)
+        torch.save({**state, "format": FORMAT, "step": step, "complete": True}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, final)
-    _fsync_dir(folder)
-    for old in list_checkpoints(folder)[:-keep]:
-        old.unlink(missing_ok=True)
+    _fsync_dir(final.parent)
     return final
 
 

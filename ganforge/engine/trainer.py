@@ -25,7 +25,7 @@ from ..errors import GanforgeError
 from ..layers.spectral_norm import frozen_spectral_norm
 from ..registry import Registry
 from ..training.update_rules import TrainingPlan
-from .checkpoints import load_newest_valid, save_checkpoint
+from .checkpoints import load_newest_valid, save_best, save_checkpoint
 from .data_stream import DataStream
 from .distributed import Placement, any_rank
 from .run_log import Progress, RunLog
@@ -105,6 +105,7 @@ class Trainer:
                                  world_size=placement.world_size, num_workers=self.train.num_workers,
                                  pin_memory=self.cuda)
         self.step = 0
+        self.best_fid: float | None = None
         self._stop_requested = False
         self.images_seen = 0
 
@@ -236,6 +237,9 @@ class Trainer:
                     progress.update(self.step, rate, {"d": mean[0], "g": mean[1]})
                     totals.zero_()
                     since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
+                if self.train.eval_every and (self.step % self.train.eval_every == 0
+                                              or self.step == self.options.steps):
+                    self._evaluate(log)
                 if self.placement.is_main and (self.step % self.train.sample_every == 0
                                                or self.step == self.options.steps):
                     self._save_samples(fixed_z, fixed_labels)
@@ -253,6 +257,27 @@ class Trainer:
             if log is not None:
                 log.close()
         return self.step
+
+    def _evaluate(self, log: RunLog | None) -> None:
+        """Rank 0 evaluates (EMA generator when there is one) and keeps the best-FID checkpoint."""
+        if self.placement.is_main:
+            from ..evaluation import evaluate_generator
+
+            network = self.ema if self.ema is not None else self.generator
+            result = evaluate_generator(network, loaded=self.loaded, metrics=list(self.train.eval_metrics),
+                                        n=self.train.eval_images, inception=self.train.eval_inception,
+                                        device=self.device, progress=False,
+                                        generator_label="EMA generator" if self.ema is not None else "generator")
+            record = {"event": "evaluation", "step": self.step, **result.values, "protocol": result.protocol}
+            if log is not None:
+                log.write(record)
+            fid = result.values.get("fid")
+            if fid is not None and (self.best_fid is None or fid < self.best_fid):
+                self.best_fid = fid
+                save_best(self.options.out / "checkpoints", {**self.state(), "fid": fid}, step=self.step)
+                self.report(f"step {self.step}: FID {fid:.3f}, the best so far (checkpoints/best.pt)")
+        if self.placement.distributed:
+            torch.distributed.barrier()
 
     def _check_skipped(self) -> None:
         limit = getattr(self.stream.dataset, "max_skipped", None)
@@ -310,6 +335,7 @@ class Trainer:
             "g_optimizer": self.g_opt.state_dict(),
             "d_optimizer": self.d_opt.state_dict(),
             "images_seen": self.images_seen,
+            "best_fid": self.best_fid,
             "rng": {
                 "python": _python_state_to_lists(random.getstate()),
                 "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
@@ -354,6 +380,7 @@ class Trainer:
         self.stream.restore(state["data"])
         self.step = int(state["step"])
         self.images_seen = int(state.get("images_seen", 0))
+        self.best_fid = state.get("best_fid")
         self.report(f"resumed from {path} at step {self.step}")
         return self.step
 

@@ -1,0 +1,45 @@
+"""Drawing images from a trained generator: latents, classes, truncation, batching."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .assembly import Network
+
+
+def latents(n: int, latent_dim: int, *, generator: torch.Generator, truncation: float | None = None,
+            device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal z; with ``truncation`` T, each entry is redrawn until |z| ≤ T (BigGAN's trick)."""
+    z = torch.empty(n, latent_dim)
+    if truncation is None:
+        z.normal_(generator=generator)
+    else:
+        torch.nn.init.trunc_normal_(z, mean=0.0, std=1.0, a=-truncation, b=truncation, generator=generator)
+    return z.to(device)
+
+
+def class_labels(n: int, num_classes: int, *, class_index: int | None, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """``class_index`` for every image, uniform random classes, or None for an unconditional model."""
+    if num_classes == 0:
+        return None
+    if class_index is not None:
+        return torch.full((n,), class_index, dtype=torch.long, device=device)
+    return torch.randint(0, num_classes, (n,), generator=generator).to(device)
+
+
+@torch.no_grad()
+def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
+             seed: int = 0, class_index: int | None = None, truncation: float | None = None,
+             device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images."""
+    rng = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < n:
+        size = min(batch_size, n - done)
+        z = latents(size, latent_dim, generator=rng, truncation=truncation, device=device)
+        labels = class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
+        yield network(z, labels).float()
+        done += size

