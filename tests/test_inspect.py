@@ -108,3 +108,17 @@ def test_unused_default_is_an_error(cli, write):
     path = write("d.yaml", f"extends: {TINY}\ngenerator:\n  defaults: {{no_such_setting: 1}}\n")
     result = cli("inspect", path)
     assert result.exit_code == 2 and "generator.defaults.no_such_setting" in result.stderr
+
+
+def test_every_shipped_blueprint_assembles(cli):
+    for path in sorted(BLUEPRINTS.glob("*.yaml")):
+        report = inspect_json(cli, path)
+        assert report["discriminator"]["output_shape"] == [1], path.name
+        assert report["generator"]["output_shape"][1] == report["data"]["resolution"], path.name
+
+
+def test_dcgan_baseline_has_no_attention_and_no_residual_blocks(cli):
+    report = inspect_json(cli, BLUEPRINTS / "dcgan_baseline.yaml")
+    names = [layer["component"] for net in ("generator", "discriminator") for layer in report[net]["layers"]]
+    assert not any("attention" in n or "resblock" in n for n in names)
+    assert report["generator"]["output_shape"] == [3, 32, 32]
