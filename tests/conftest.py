@@ -1,15 +1,9 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-ROOT = Path(__file__).resolve().parents[1]
-BLUEPRINTS = ROOT / "blueprints"
 
 
 @pytest.fixture
@@ -25,14 +19,6 @@ def cli():
     return run
 
 
-def run_ganforge(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ganforge in a fresh interpreter (for import-time and plugin-discovery checks)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganforge", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
-
-
 @pytest.fixture
 def write(tmp_path: Path):
     """Write a text file under tmp_path and return its path."""
@@ -44,6 +30,3 @@ def write(tmp_path: Path):
         return path
 
     return _write
-
-
-TINY = (BLUEPRINTS / "tiny.yaml").resolve()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import TINY
+from support import TINY
 
 
 def test_benchmark_rows_side_by_side(cli):

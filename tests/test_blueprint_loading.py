@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from ganforge.blueprint.loading import deep_merge, load_with_extends, read_yaml
 from ganforge.blueprint.overrides import apply_overrides, parse_override
 from ganforge.blueprint.validation import load_blueprint
-from conftest import BLUEPRINTS, TINY
+from support import BLUEPRINTS, TINY
 
 keys = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
 scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import run_ganforge
+from support import run_ganforge
 
 
 def test_help_imports_neither_torch_nor_plugins():

@@ -17,7 +17,7 @@ import torch
 from ganforge.plugins import PluginIndex
 from ganforge.registry import NETWORK_KINDS, Component, Registry, default_registry
 from ganforge.training.update_rules import OptimizerChoice, TrainingPlan
-from conftest import ROOT
+from support import ROOT
 
 EXAMPLE = ROOT / "plugins" / "ganforge-example"
 NUM_CLASSES = 3

@@ -11,7 +11,7 @@ from PIL import Image
 from ganforge.engine.data_stream import DataStream
 from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
-from conftest import TINY
+from support import TINY
 
 
 def build(name: str, **settings):

@@ -9,7 +9,7 @@ import torch
 
 from ganforge.assembly import assemble
 from ganforge.blueprint.validation import load_blueprint
-from conftest import BLUEPRINTS, TINY
+from support import BLUEPRINTS, TINY
 
 
 def inspect_json(cli, *args):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TINY
+from support import ROOT, TINY
 
 FAST = ["--set", "train.batch_size=8", "--set", "data.size=64", "--set", "train.log_every=2",
         "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=10"]

@@ -12,15 +12,6 @@ from hypothesis import strategies as st
 from ganforge.metrics.fid import FID, feature_stats, frechet_distance, sqrtm_psd
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_spd(rng: np.random.Generator, n: int, rank: int | None = None) -> np.ndarray:
     a = rng.standard_normal((n, rank or n))
     return a @ a.T + (0.0 if rank else 0.1) * np.eye(n)

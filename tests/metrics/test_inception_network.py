@@ -9,19 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from conftest import ROOT
+from support import ROOT
 from ganforge.errors import GanforgeError
 from ganforge.metrics import inception
 from ganforge.metrics.inception import InceptionFeatures, find_inception_weights, load_inception
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bundled_or_skip():

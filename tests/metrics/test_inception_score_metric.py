@@ -11,15 +11,6 @@ from ganforge.errors import GanforgeError
 from ganforge.metrics.inception_score import InceptionScore
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_uniform_logits_give_one():
     out = InceptionScore(splits=4).compute(real=None, fake=torch.zeros(40, 2048), fake_logits=torch.zeros(40, 1008))
     assert out["inception_score"] == pytest.approx(1.0, abs=1e-12)

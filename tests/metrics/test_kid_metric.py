@@ -11,15 +11,6 @@ import torch
 from ganforge.metrics.kid import KID, mmd2_unbiased
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def numpy_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     """Unbiased MMD² with k(a, b) = (a·b/d + 1)³, written out pair by pair."""
     m, d = x.shape

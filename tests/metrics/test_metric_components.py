@@ -11,14 +11,6 @@ from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 METRICS = {c.name: c for c in default_registry().list("metric")}
 
 

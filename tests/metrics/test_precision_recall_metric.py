@@ -9,15 +9,6 @@ import torch
 from ganforge.metrics.precision_recall import PrecisionRecall, knn_radii
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_identical_sets_have_precision_and_recall_one():
     x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
     assert PrecisionRecall(chunk_size=64).compute(real=x, fake=x.clone()) == {"precision": 1.0, "recall": 1.0}

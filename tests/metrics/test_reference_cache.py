@@ -10,15 +10,6 @@ from ganforge.errors import GanforgeError
 from ganforge.metrics.reference import default_cache_dir, load_reference_file, reference_features
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class CountingDataset:
     def __init__(self, size: int = 30) -> None:
         self.size = size
