@@ -185,3 +185,18 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     assert rank0["step"] == rank1["step"] == 3
     assert not rank0["same_data"], "both ranks read the same images"
     assert (tmp_path / "run" / "checkpoints" / f"step-{3:09d}.pt").exists()
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"),
+                                   RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ...")])
+def test_batch_that_does_not_fit_is_a_clear_error(cli, tmp_path, monkeypatch, error):
+    from ganforge.engine.trainer import Trainer
+
+    def too_big(self):
+        raise error
+
+    monkeypatch.setattr(Trainer, "train_step", too_big)
+    result = cli("train", TINY, "--out", tmp_path / "run", "--device", "cpu", *FAST, "--steps", "2")
+    assert result.exit_code == 2
+    assert "train.batch_size" in result.stderr and "does not fit" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -47,10 +47,13 @@ def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int |
                           placement=placement, report=report)
         try:
             step = trainer.run()
-        except torch.OutOfMemoryError as err:
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
+                raise
             raise GanforgeError(
-                f"batch {trainer.micro_batch} per process does not fit in {placement.device} memory: lower "
-                "train.batch_size or raise train.grad_accumulation") from err
+                f"{loaded.file}: train.batch_size: a micro-batch of {trainer.micro_batch} images per process does "
+                f"not fit in {placement.device} memory: lower train.batch_size or raise train.grad_accumulation "
+                "(the last checkpoint is kept)") from None
         report(f"done: step {step}; checkpoints, samples and metrics.jsonl in {run_dir}")
         return step
     finally:
