@@ -22,10 +22,8 @@ def user_errors(debug: bool) -> Iterator[None]:
     except GanforgeError as err:
         if debug:
             raise
-        click.echo(f"error: {err}", err=True)
-        cause = err.__cause__
-        if cause is not None and not isinstance(cause, GanforgeError) and str(cause) not in str(err):
-            click.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+        message = " ".join(str(err).split())  # one line, whatever the message carried
+        click.echo(f"error: {message}", err=True)
         sys.exit(getattr(err, "exit_code", 2))
 
 

@@ -98,8 +98,7 @@ def reference_features_for(loaded: LoadedBlueprint, *, reference: str | None, n:
                       f"to {bp.data.resolution}, no flip)"
     else:
         registry = default_registry()
-        settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
-                    "num_classes": bp.data.num_classes}
+        settings = bp.data.component_settings()
         component = registry.get("dataset", bp.data.type)
         if "flip" in component.schema.model_fields:
             settings["flip"] = False  # reference statistics are of the data, not of its augmentation

@@ -109,7 +109,7 @@ class Component:
             out.append(
                 Parameter(
                     name=name,
-                    annotation=_type_name(info.annotation),
+                    annotation=_type_name(info.annotation) + _bounds_suffix(info.metadata),
                     default=None if info.is_required() else info.default,
                     required=info.is_required(),
                 )
@@ -169,12 +169,38 @@ def settings_model(obj: Callable[..., Any], *, name: str, exclude: frozenset[str
 
 
 def _type_name(annotation: Any) -> str:
-    if annotation is None:
+    """Readable type, with pydantic constraints shown as ``float (> 0)``."""
+    if annotation is None or annotation is type(None):
         return "None"
-    if isinstance(annotation, type) and not typing.get_args(annotation):
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        bounds = [_bound(meta) for meta in args[1:]]
+        bounds = [b for b in bounds if b]
+        return _type_name(args[0]) + (f" ({', '.join(bounds)})" if bounds else "")
+    if origin is typing.Literal:
+        return "Literal[" + ", ".join(repr(a) for a in args) + "]"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    if isinstance(annotation, type):
         return annotation.__name__
-    text = repr(annotation).replace("typing.", "").replace("typing_extensions.", "")
-    return re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    return repr(annotation).replace("typing.", "")
+
+
+def _bounds_suffix(metadata: list[Any]) -> str:
+    bounds = [b for b in (_bound(meta) for meta in metadata) if b]
+    return f" ({', '.join(bounds)})" if bounds else ""
+
+
+def _bound(meta: Any) -> str:
+    parts = []
+    for attr, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+        for item in [meta, *getattr(meta, "metadata", [])]:
+            value = getattr(item, attr, None)
+            if value is not None:
+                parts.append(f"{sign} {value}")
+    return ", ".join(dict.fromkeys(parts))
 
 
 @dataclass
@@ -262,7 +288,8 @@ class Registry:
         suggestions = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         raise UnknownComponentError(
-            f"unknown component {name!r}{hint} (see `ganforge components {kinds[0]}`)",
+            f"unknown component {name!r}{hint} (see `ganforge components"
+            + (f" {kinds[0]}`)" if len(kinds) < len(KINDS) else "`)"),
             kind="/".join(kinds),
             name=name,
             suggestions=suggestions,

@@ -12,6 +12,7 @@ def check_error(result, *, file: str, path: str | None, phrase: str) -> str:
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
     err = result.stderr
     assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
     first = err.splitlines()[0]
     assert first.startswith("error: ")
     assert file in first, first
@@ -133,6 +134,10 @@ def test_extends_missing_base(cli, write):
 ])
 def test_bad_set(cli, override, path, phrase):
     check_error(cli("inspect", TINY, "--set", override), file="--set", path=path, phrase=phrase)
+
+
+def test_set_creating_an_unknown_section_names_set(cli):
+    check_error(cli("inspect", TINY, "--set", "foo.bar=1"), file="--set", path="foo", phrase="unknown key")
 
 
 def test_set_error_in_component_setting_names_set(cli):

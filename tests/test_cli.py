@@ -50,7 +50,7 @@ def test_components_show(cli):
     result = cli("components", "show", "ttur")
     assert result.exit_code == 0
     assert "update_rule ttur" in result.stdout and "origin: builtin" in result.stdout
-    assert "d_lr: float (default 0.0004)" in result.stdout
+    assert "d_lr: float (> 0) (default 0.0004)" in result.stdout
     assert "Two time-scale" in result.stdout
     shown = cli("components", "show", "up_resblock").stdout
     assert "inferred from the stack" in shown and "in_channels" in shown

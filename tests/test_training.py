@@ -37,11 +37,23 @@ def train(cli, out: Path, *extra: str):
     return result
 
 
-def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path):
-    train(cli, tmp_path / "straight", "--steps", "6")
-    train(cli, tmp_path / "split", "--steps", "4")
-    train(cli, tmp_path / "split", "--steps", "6", "--resume")
-    assert_identical(weights(tmp_path / "straight", 6), weights(tmp_path / "split", 6))
+@pytest.mark.parametrize("extra, total, split", [
+    ((), 6, 4),
+    # A regulariser and augmentation draw on the global RNG, EMA carries state, and the data
+    # stream crosses an epoch boundary (8 batches per epoch) after the resume.
+    (("--set", "regularizers=[{type: gradient_penalty, weight: 1.0}]",
+      "--set", "update_rule.2={type: ema, decay: 0.5, start: 1}"), 12, 6),
+], ids=["plain", "gp-ema-epoch"])
+def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path, extra, total, split):
+    train(cli, tmp_path / "straight", "--steps", str(total), *extra)
+    train(cli, tmp_path / "split", "--steps", str(split), *extra)
+    train(cli, tmp_path / "split", "--steps", str(total), "--resume", *extra)
+    assert_identical(weights(tmp_path / "straight", total), weights(tmp_path / "split", total))
+    if extra:
+        ema = [torch.load(run / "checkpoints" / f"step-{total:09d}.pt", weights_only=True)["ema"]
+               for run in (tmp_path / "straight", tmp_path / "split")]
+        assert_identical(*ema)
+        return
     # And the run really trained: weights moved between steps 2 and 6.
     early, late = weights(tmp_path / "straight", 2), weights(tmp_path / "straight", 6)
     assert any(not torch.equal(early[k], late[k]) for k in early if k.endswith("original"))
@@ -80,6 +92,36 @@ def test_truncated_checkpoint_is_reported_and_the_previous_one_used(cli, tmp_pat
     result = train(cli, run, "--steps", "6", "--resume")
     assert "skipping unreadable checkpoint" in result.stderr and "step-000000004.pt" in result.stderr
     assert f"resumed from {run / 'checkpoints' / f'step-{2:09d}.pt'}" in result.stderr
+
+
+def test_resume_refuses_to_start_over_when_no_checkpoint_is_readable(cli, tmp_path):
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "2")
+    only = run / "checkpoints" / f"step-{2:09d}.pt"
+    only.write_bytes(b"garbage")
+    result = cli("train", TINY, "--out", run, "--device", "cpu", *FAST, "--steps", "4", "--resume")
+    assert result.exit_code == 2 and "none of the checkpoints" in result.stderr
+    assert only.read_bytes() == b"garbage"
+
+
+def test_rotation_never_deletes_the_new_or_a_later_checkpoint(tmp_path):
+    from ganforge.engine.checkpoints import list_checkpoints, save_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for later in (5000, 10000):
+        (folder / f"step-{later:09d}.pt").write_bytes(b"unreadable, from a longer run")
+    for step in (100, 200, 300, 400):
+        save_checkpoint(folder, step, {"x": torch.zeros(1)}, keep=2)
+    steps = [int(p.name[5:14]) for p in list_checkpoints(folder)]
+    assert steps == [300, 400, 5000, 10000]
+
+
+def test_dataset_smaller_than_a_batch_is_a_clear_error(cli, tmp_path):
+    result = cli("train", TINY, "--out", tmp_path / "run", "--device", "cpu", "--steps", "1",
+                 "--set", "data.size=4", "--set", "train.batch_size=8")
+    assert result.exit_code == 2 and "fewer than one micro-batch" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_sigterm_finishes_the_step_and_checkpoints(tmp_path):
@@ -184,7 +226,9 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     assert_identical(rank0["params"], rank1["params"])
     assert rank0["step"] == rank1["step"] == 3
     assert not rank0["same_data"], "both ranks read the same images"
-    assert (tmp_path / "run" / "checkpoints" / f"step-{3:09d}.pt").exists()
+    state = torch.load(tmp_path / "run" / "checkpoints" / f"step-{3:09d}.pt", weights_only=True)
+    assert len(state["rng"]) == 2, "each rank's random state is saved"
+    assert state["rng"][0]["noise"] != state["rng"][1]["noise"]
 
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"),

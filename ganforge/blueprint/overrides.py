@@ -30,7 +30,9 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise BlueprintError(f"bad --set value {raw!r} for {key}: {err}", file="--set", path=key) from err
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise BlueprintError(f"bad --set value {raw!r}: {problem}", file="--set",
+                             path=join_path(*[int(p) if p.isdigit() else p for p in parts])) from err
     return [int(p) if p.isdigit() else p for p in parts], value
 
 
@@ -42,7 +44,10 @@ def apply_overrides(document: dict[str, Any], overrides: list[str], origins: Ori
         node: Any = out
         for depth, part in enumerate(parts[:-1]):
             here = join_path(*parts[: depth + 1])
+            created = isinstance(node, dict) and node.get(part if isinstance(part, str) else str(part)) is None
             node = _child(node, part, here, create=True, next_part=parts[depth + 1])
+            if created and origins is not None:
+                origins[here] = "--set"  # a key that exists only because of this override
         last = parts[-1]
         path = join_path(*parts)
         if isinstance(node, list):

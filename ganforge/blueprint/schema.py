@@ -77,6 +77,11 @@ class DataSpec(ComponentSpec):
     channels: int = Field(default=3, ge=1)
     num_classes: int = Field(default=0, ge=0)
 
+    def component_settings(self) -> dict[str, Any]:
+        """What the dataset component is built with: its own settings plus the shape fields."""
+        return {**self.settings, "resolution": self.resolution, "channels": self.channels,
+                "num_classes": self.num_classes}
+
 
 class TrainSpec(_Strict):
     batch_size: int = Field(default=64, ge=1)

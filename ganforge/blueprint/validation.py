@@ -121,7 +121,5 @@ def check_components(loaded: LoadedBlueprint, registry: "Registry") -> None:
     for i, name in enumerate(bp.train.eval_metrics):
         resolve_component(registry, ComponentSpec(type=name), kinds=["metric"],
                           path=join_path("train", "eval_metrics", i), loaded=loaded)
-    data_settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
-                     "num_classes": bp.data.num_classes}
-    resolve_component(registry, ComponentSpec(type=bp.data.type, **data_settings), kinds=["dataset"],
+    resolve_component(registry, ComponentSpec(type=bp.data.type, **bp.data.component_settings()), kinds=["dataset"],
                       path="data", loaded=loaded)

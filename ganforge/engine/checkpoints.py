@@ -23,9 +23,18 @@ def checkpoint_path(folder: Path, step: int) -> Path:
 def save_checkpoint(folder: Path, step: int, state: dict[str, Any], *, keep: int) -> Path:
     """Write ``state`` for ``step`` atomically, then drop all but the newest ``keep``."""
     final = _atomic_save(checkpoint_path(folder, step), state, step=step)
-    for old in list_checkpoints(folder)[:-keep]:
+    # Only older steps rotate out: files from later steps (an earlier, longer run) are never touched.
+    older = [p for p in list_checkpoints(folder) if step_of(p) < step]
+    for old in older[: max(len(older) - (keep - 1), 0)]:
         old.unlink(missing_ok=True)
     return final
+
+
+def step_of(path: Path) -> int:
+    match = PATTERN.match(path.name)
+    if match is None:
+        raise ValueError(f"{path} is not a step checkpoint")
+    return int(match.group(1))
 
 
 def save_best(folder: Path, state: dict[str, Any], *, step: int) -> Path:
@@ -51,7 +60,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if PATTERN.match(p.name)]
-    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))  # type: ignore[union-attr]
+    return sorted(found, key=step_of)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

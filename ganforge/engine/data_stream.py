@@ -12,6 +12,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import GanforgeError
+
 
 class _Slice(Sampler[int]):
     def __init__(self, indices: list[int]) -> None:
@@ -43,8 +45,9 @@ class DataStream:
         self._iterator: Iterator[Any] | None = None
         per_rank = len(self.dataset) // self.world_size  # type: ignore[arg-type]
         if per_rank < self.batch_size:
-            raise ValueError(f"the dataset has {len(self.dataset)} images: fewer than one batch of "  # type: ignore[arg-type]
-                             f"{self.batch_size} per process")
+            raise GanforgeError(
+                f"the dataset has {len(self.dataset)} images, fewer than one micro-batch of {self.batch_size} "  # type: ignore[arg-type]
+                f"per process ({self.world_size} process(es)): lower train.batch_size or use more data")
         self.batches_per_epoch = per_rank // self.batch_size
 
     def _epoch_indices(self) -> list[int]:
@@ -54,9 +57,13 @@ class DataStream:
         return mine[self.offset :]
 
     def _start_epoch(self) -> None:
+        # The loader's own generator keeps it from drawing on the global RNG (which would shift
+        # every later random draw of a resumed run); it also seeds the workers.
+        generator = torch.Generator().manual_seed(
+            ((self.seed * 7919 + self.epoch) * 1_000_003 + self.offset) * 131 + self.rank)
         loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=_Slice(self._epoch_indices()),
                             num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
-                            persistent_workers=False)
+                            persistent_workers=False, generator=generator)
         self._iterator = iter(loader)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,12 +53,16 @@ def place_process(choice: str) -> Placement:
     return Placement(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def any_rank(flag: bool, placement: Placement) -> bool:
-    """True on every rank if ``flag`` is true on any (one collective: call at agreed points only)."""
+def any_rank(flag: bool, placement: Placement, group: object = None) -> bool:
+    """True on every rank if ``flag`` is true on any (a collective: every rank must call it).
+
+    Pass a gloo ``group`` to vote with a CPU tensor, which never waits for the GPU.
+    """
     if not placement.distributed:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=placement.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    device = "cpu" if group is not None else placement.device
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
     return bool(value.item() > 0)
 
 

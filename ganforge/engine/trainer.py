@@ -25,7 +25,7 @@ from ..errors import GanforgeError
 from ..layers.spectral_norm import frozen_spectral_norm
 from ..registry import Registry
 from ..training.update_rules import TrainingPlan
-from .checkpoints import load_newest_valid, save_best, save_checkpoint
+from .checkpoints import list_checkpoints, load_newest_valid, save_best, save_checkpoint
 from .data_stream import DataStream
 from .distributed import Placement, any_rank
 from .run_log import Progress, RunLog
@@ -69,6 +69,9 @@ class Trainer:
             raise self.loaded.error(f"{per_process} images per process do not split into "
                                     f"{self.train.grad_accumulation} micro-batches", "train.grad_accumulation")
 
+        self.stream = DataStream(dataset, batch_size=self.micro_batch, seed=options.seed, rank=placement.rank,
+                                 world_size=placement.world_size, num_workers=self.train.num_workers,
+                                 pin_memory=self.cuda)
         self.generator = assembly.generator.build(self.device)
         self.discriminator = assembly.discriminator.build(self.device)
         if self.train.sync_batchnorm and placement.distributed and not self.cuda:
@@ -85,8 +88,8 @@ class Trainer:
 
         self.loss = registry.get("loss", bp.loss.type).build(bp.loss.settings)
         self.regularizers = [registry.get("regularizer", r.type).build(r.settings) for r in bp.regularizers]
-        self.g_opt = self._optimizer("generator", self.generator)
-        self.d_opt = self._optimizer("discriminator", self.discriminator)
+        self.g_opt = self._optimizer(registry, "generator", self.generator)
+        self.d_opt = self._optimizer(registry, "discriminator", self.discriminator)
 
         # Forward passes that must update DDP state go through these; the raw modules are used
         # for passes whose gradients are not (or not only) this network's own.
@@ -101,25 +104,28 @@ class Trainer:
             self.d_train = torch.compile(self.d_train)
 
         self.noise = torch.Generator(self.device).manual_seed(options.seed * 1_000_003 + placement.rank)
-        self.stream = DataStream(dataset, batch_size=self.micro_batch, seed=options.seed, rank=placement.rank,
-                                 world_size=placement.world_size, num_workers=self.train.num_workers,
-                                 pin_memory=self.cuda)
         self.step = 0
         self.best_fid: float | None = None
         self._stop_requested = False
+        self._vote_group: Any = None
         self.images_seen = 0
 
     # -- set-up helpers -------------------------------------------------------------------
-    def _optimizer(self, role: str, network: nn.Module) -> torch.optim.Optimizer:
-        from ..registry import default_registry
-
+    def _optimizer(self, registry: Registry, role: str, network: nn.Module) -> torch.optim.Optimizer:
         choice = self.plan.optimizers[role]
-        make = default_registry().get("optimizer", choice.name).build(choice.settings)
+        make = registry.get("optimizer", choice.name).build(choice.settings)
         return make(network.parameters(), fused=True if self.cuda else None)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cuda and self.train.precision == "bf16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def _no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, gradients of all but the last micro-batch need no all-reduce."""
+        if skip and isinstance(module, DistributedDataParallel):
+            return module.no_sync()
         return contextlib.nullcontext()
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -145,12 +151,12 @@ class Trainer:
         self.discriminator.requires_grad_(True)
         for _ in range(self.plan.d_steps):
             self.d_opt.zero_grad(set_to_none=True)
-            for _ in range(accumulate):
+            for micro in range(accumulate):
                 real, labels = self._real_batch()
                 z, fake_labels = self._latents(real.shape[0])
                 with torch.no_grad(), self._autocast():
                     fake = self.generator(z, fake_labels)
-                with self._autocast():
+                with self._autocast(), self._no_sync(self.d_train, micro < accumulate - 1):
                     real_logits = self.d_train(real, labels)
                     # The official code's pass on generated images leaves u/v alone.
                     with frozen_spectral_norm(self.discriminator):
@@ -162,16 +168,18 @@ class Trainer:
                         d_loss = d_loss + regularizer(
                             discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
                             real=real, fake=fake)
-                (d_loss / accumulate).backward()
+                with self._no_sync(self.d_train, micro < accumulate - 1):
+                    (d_loss / accumulate).backward()
                 self.images_seen += real.shape[0] * self.placement.world_size
             self.d_opt.step()
 
         self.discriminator.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
         needs_real = getattr(self.loss, "generator_needs_real", False)
-        for _ in range(accumulate):
+        for micro in range(accumulate):
             z, fake_labels = self._latents(self.micro_batch)
-            with self._autocast():
+            skip_sync = micro < accumulate - 1
+            with self._autocast(), self._no_sync(self.g_train, skip_sync):
                 fake = self.g_train(z, fake_labels)
                 with frozen_spectral_norm(self.discriminator):
                     fake_logits = self.discriminator(fake, fake_labels)
@@ -180,7 +188,8 @@ class Trainer:
                         real, labels = self._real_batch()
                         extra["real_logits"] = self.discriminator(real, labels).float()
             g_loss = self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
-            (g_loss / accumulate).backward()
+            with self._no_sync(self.g_train, skip_sync):
+                (g_loss / accumulate).backward()
         self.g_opt.step()
         self.discriminator.requires_grad_(True)
         self.step += 1
@@ -223,10 +232,14 @@ class Trainer:
                 first_bad = torch.where((~finite) & (first_bad < 0), self.step, first_bad)
                 totals += torch.nan_to_num(losses)
                 counted += 1
-                at_log = self.step % self.train.log_every == 0 or self.step == self.options.steps
-                at_checkpoint = self.step % self.train.checkpoint_every == 0 or self.step == self.options.steps
-                if at_log or at_checkpoint or not self.cuda:
-                    self._raise_if_diverged(int(first_bad))  # syncs: only at these points on a GPU
+                last = self.step == self.options.steps
+                at_log = self.step % self.train.log_every == 0 or last
+                at_checkpoint = self.step % self.train.checkpoint_every == 0 or last
+                at_eval = bool(self.train.eval_every) and (self.step % self.train.eval_every == 0 or last)
+                stop = self._stop_agreed()
+                if at_log or at_checkpoint or at_eval or stop or not self.cuda:
+                    # Syncs with the GPU: only here, so nothing is ever written after a non-finite loss.
+                    self._raise_if_diverged(int(first_bad))
                 self._check_skipped()
                 if at_log:
                     elapsed = time.perf_counter() - since
@@ -237,15 +250,11 @@ class Trainer:
                     progress.update(self.step, rate, {"d": mean[0], "g": mean[1]})
                     totals.zero_()
                     since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
-                if self.train.eval_every and (self.step % self.train.eval_every == 0
-                                              or self.step == self.options.steps):
+                if at_eval:
                     self._evaluate(log)
                 if self.placement.is_main and (self.step % self.train.sample_every == 0
                                                or self.step == self.options.steps):
                     self._save_samples(fixed_z, fixed_labels)
-                stop = self._stop_requested
-                if self.placement.distributed:
-                    stop = any_rank(stop, self.placement) if at_log else False
                 if at_checkpoint or stop:
                     self._checkpoint()
                 if stop:
@@ -257,6 +266,17 @@ class Trainer:
             if log is not None:
                 log.close()
         return self.step
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop after this step; under DDP every rank must agree, so ask them all.
+
+        The vote runs over a CPU (gloo) group: it costs microseconds and never waits for the GPU.
+        """
+        if not self.placement.distributed:
+            return self._stop_requested
+        if self._vote_group is None:
+            self._vote_group = torch.distributed.new_group(backend="gloo")
+        return any_rank(self._stop_requested, self.placement, group=self._vote_group)
 
     def _evaluate(self, log: RunLog | None) -> None:
         """Rank 0 evaluates (EMA generator when there is one) and keeps the best-FID checkpoint."""
@@ -326,8 +346,28 @@ class Trainer:
         save_grid(images.float().cpu(), self.options.out / "samples" / f"step-{self.step:09d}.png")
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def _rng_state(self) -> dict[str, Any]:
+        """This process's random streams as plain lists (gatherable across ranks, safe to unpickle)."""
         np_state = np.random.get_state()
+        return {
+            "python": _python_state_to_lists(random.getstate()),
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "torch": torch.get_rng_state().tolist(),
+            "cuda": torch.cuda.get_rng_state(self.device).tolist() if self.cuda else None,
+            "noise": self.noise.get_state().tolist(),
+        }
+
+    def _set_rng_state(self, rng: dict[str, Any]) -> None:
+        random.setstate(_python_state_from_lists(rng["python"]))
+        name, keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+        if self.cuda and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8), self.device)
+        self.noise.set_state(torch.tensor(rng["noise"], dtype=torch.uint8))
+
+    def state(self, rng_by_rank: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything a resumed run needs; ``rng_by_rank`` holds every process's random state."""
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -336,28 +376,30 @@ class Trainer:
             "d_optimizer": self.d_opt.state_dict(),
             "images_seen": self.images_seen,
             "best_fid": self.best_fid,
-            "rng": {
-                "python": _python_state_to_lists(random.getstate()),
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
-                          float(np_state[4])],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.cuda else [],
-                "noise": self.noise.get_state(),
-            },
+            "rng": rng_by_rank if rng_by_rank is not None else [self._rng_state()],
             "data": self.stream.state(),
             "blueprint": self.loaded.document,
             "blueprint_file": self.loaded.file,
         }
 
     def _checkpoint(self) -> None:
+        """Called on every rank at the same step: each rank's random state goes into the file."""
+        rng_by_rank = [self._rng_state()]
+        if self.placement.distributed:
+            rng_by_rank = [None] * self.placement.world_size  # type: ignore[list-item]
+            torch.distributed.all_gather_object(rng_by_rank, self._rng_state())
         if self.placement.is_main:
-            save_checkpoint(self.options.out / "checkpoints", self.step, self.state(),
+            save_checkpoint(self.options.out / "checkpoints", self.step, self.state(rng_by_rank),
                             keep=self.train.keep_checkpoints)
 
     def _resume(self) -> int | None:
-        found = load_newest_valid(self.options.out / "checkpoints", map_location=self.device, report=self.report)
+        folder = self.options.out / "checkpoints"
+        found = load_newest_valid(folder, map_location=self.device, report=self.report)
         if found is None:
-            self.report(f"no checkpoint in {self.options.out / 'checkpoints'}: starting from step 0")
+            if list_checkpoints(folder):
+                raise GanforgeError(f"--resume: none of the checkpoints in {folder} can be read; move them away "
+                                    "to start this run over")
+            self.report(f"no checkpoint in {folder}: starting from step 0")
             return None
         path, state = found
         try:
@@ -369,16 +411,17 @@ class Trainer:
             self.d_opt.load_state_dict(state["d_optimizer"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise GanforgeError(f"{path} does not match this blueprint's networks: {err}") from err
-        rng = state["rng"]
-        random.setstate(_python_state_from_lists(rng["python"]))
-        numpy_state = rng["numpy"]
-        np.random.set_state((numpy_state[0], numpy_state[1].numpy(), *numpy_state[2:]))
-        torch.set_rng_state(rng["torch"].cpu())
-        if self.cuda and rng["cuda"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        self.noise.set_state(rng["noise"].cpu())
-        self.stream.restore(state["data"])
         self.step = int(state["step"])
+        rng_by_rank = state["rng"]
+        if len(rng_by_rank) == self.placement.world_size:
+            self._set_rng_state(rng_by_rank[self.placement.rank])
+        else:  # a different number of processes: every rank still needs its own stream
+            self.report(f"{path} was written by {len(rng_by_rank)} process(es), this run has "
+                        f"{self.placement.world_size}: random streams are reseeded from (seed, rank, step)")
+            seed = self.options.seed * 1_000_003 + self.placement.rank * 7919 + self.step
+            _seed_everything(seed)
+            self.noise.manual_seed(seed)
+        self.stream.restore(state["data"])
         self.images_seen = int(state.get("images_seen", 0))
         self.best_fid = state.get("best_fid")
         self.report(f"resumed from {path} at step {self.step}")

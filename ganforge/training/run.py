@@ -64,10 +64,8 @@ def build_dataset(loaded, registry):  # type: ignore[no-untyped-def]
     """The blueprint's dataset; a missing or empty ``data.root`` is reported here, before any model."""
     bp = loaded.blueprint
     component = registry.get("dataset", bp.data.type)
-    settings = {**bp.data.settings, "resolution": bp.data.resolution, "channels": bp.data.channels,
-                "num_classes": bp.data.num_classes}
     try:
-        dataset = component.build(settings)
+        dataset = component.build(bp.data.component_settings())
     except GanforgeError as err:
         raise GanforgeError(f"{loaded.file}: data: {err}") from None
     if len(dataset) == 0:
@@ -76,10 +74,11 @@ def build_dataset(loaded, registry):  # type: ignore[no-untyped-def]
 
 
 def check_writable(run_dir: Path) -> None:
+    import tempfile
+
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass  # a unique name: every torchrun process may probe at once
     except OSError as err:
         raise GanforgeError(f"cannot write to --out {run_dir}: {err.strerror or err}") from None
