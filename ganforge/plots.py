@@ -90,17 +90,19 @@ def plot_losses(records: list[dict[str, Any]], out: Path) -> Path | None:
 
 
 def gamma_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Every attention γ in the log, keyed by parameter name (``D.`` prefix for the discriminator)."""
+    """Every attention γ in the log (declared scalars named ``gamma``), keyed by layer path."""
+
+    def gammas(record: dict[str, Any]) -> dict[str, Any]:
+        scalars = record.get("scalars")
+        if not isinstance(scalars, dict):
+            return {}
+        return {name: value for name, value in scalars.items() if name.endswith(".gamma")}
+
+    training = training_records(records)
     names: dict[str, None] = {}
-    for record in training_records(records):
-        gamma = record.get("gamma")
-        if isinstance(gamma, dict):
-            names.update(dict.fromkeys(gamma))
-    return {
-        name: _series(training_records(records),
-                      lambda r, n=name: r["gamma"].get(n) if isinstance(r.get("gamma"), dict) else None)
-        for name in names
-    }
+    for record in training:
+        names.update(dict.fromkeys(gammas(record)))
+    return {name: _series(training, lambda r, n=name: gammas(r).get(n)) for name in names}
 
 
 def plot_gamma(records: list[dict[str, Any]], out: Path) -> Path | None:

@@ -27,7 +27,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def train_line(step: int) -> dict:
     return {"step": step, "time": 1.0 + step, "d_loss": 2.0 - 0.1 * step, "g_loss": -0.5 + 0.05 * step,
             "images_per_s": 100.0, "skipped_images": 0, "lr": {"generator": 2e-4, "discriminator": 2e-4},
-            "gamma": {"layers.2.gamma": 0.01 * step, "layers.5.gamma": -0.02 * step, "D.layers.1.gamma": 0.03 * step}}
+            "scalars": {"layers.2.gamma": 0.01 * step, "layers.5.gamma": -0.02 * step, "D.layers.1.gamma": 0.03 * step}}
 
 
 def eval_line(step: int) -> dict:

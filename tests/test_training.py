@@ -59,7 +59,10 @@ def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path, extra, tota
     assert any(not torch.equal(early[k], late[k]) for k in early if k.endswith("original"))
     log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6]
-    assert {"d_loss", "g_loss", "images_per_s", "lr", "gamma"} <= set(log[-1])
+    assert {"d_loss", "g_loss", "images_per_s", "lr", "scalars"} <= set(log[-1])
+    # γ of each attention layer, declared by the layer itself (tiny has one in G and one in D).
+    gammas = sorted(name for name in log[-1]["scalars"] if name.endswith(".gamma"))
+    assert gammas == ["D.layers.1.gamma", "layers.2.gamma"]
     assert log[-1]["lr"] == {"generator": 2e-4, "discriminator": 2e-4}
 
 

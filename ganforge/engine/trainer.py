@@ -313,10 +313,13 @@ class Trainer:
             )
 
     def _record(self, mean: list[float], rate: float) -> dict[str, Any]:
-        gammas = {name: float(param.detach()) for name, param in self.generator.named_parameters() if
-                  name.endswith("gamma") and param.numel() == 1}
-        gammas.update({f"D.{name}": float(param.detach()) for name, param in self.discriminator.named_parameters()
-                       if name.endswith("gamma") and param.numel() == 1})
+        scalars = {}
+        for prefix, network in (("", self.generator), ("D.", self.discriminator)):
+            for path, module in network.named_modules():
+                declared = getattr(module, "logged_scalars", None)
+                if callable(declared):
+                    scalars.update({f"{prefix}{path}.{name}": float(value.detach())
+                                    for name, value in declared().items()})
         return {
             "step": self.step,
             "time": time.time(),
@@ -325,7 +328,7 @@ class Trainer:
             "images_per_s": rate,
             "skipped_images": self.stream.skipped,
             "lr": {"generator": self.g_opt.param_groups[0]["lr"], "discriminator": self.d_opt.param_groups[0]["lr"]},
-            "gamma": gammas,
+            "scalars": scalars,  # whatever components declare via logged_scalars(), e.g. attention γ
         }
 
     def _fixed_sample_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:

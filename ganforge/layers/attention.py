@@ -74,6 +74,10 @@ class SelfAttention(nn.Module):
         v = rearrange(g, "b c h w -> b 1 (h w) c")
         return q, k, v
 
+    def logged_scalars(self) -> dict[str, torch.Tensor]:
+        """What the training log records for this layer: γ, how much non-local context is used."""
+        return {"gamma": self.gamma}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._query_key_value(x)
         o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
