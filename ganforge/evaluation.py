@@ -128,15 +128,13 @@ class ImageFiles:
     """Every image file under a folder (any layout), resized and centre-cropped, in [-1, 1]."""
 
     def __init__(self, folder: Path, *, resolution: int, channels: int) -> None:
-        from torchvision import transforms
+        from .data.imagefolder import colour_mode, image_transform
 
         self.paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise GanforgeError(f"--reference {folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-        self.mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels, "RGB")
-        self.transform = transforms.Compose([
-            transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.ToTensor(),
-            transforms.Normalize([0.5] * channels, [0.5] * channels)])
+        self.mode = colour_mode(channels)
+        self.transform = image_transform(resolution, channels, flip=False)
 
     def __len__(self) -> int:
         return len(self.paths)

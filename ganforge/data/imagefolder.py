@@ -53,15 +53,11 @@ def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=
         raise GanforgeError(f"data.root {root!r} is not a directory: set data.root to the image folder")
     if not any(p.is_dir() for p in path.iterdir()):
         raise GanforgeError(f"data.root {root!r} has no class sub-folders: set data.root to a folder like ILSVRC2012/train")
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels] if channels != 2 else "LA"
-    steps: list[Any] = [transforms.Resize(resolution), transforms.CenterCrop(resolution)]
-    if flip:
-        steps.append(transforms.RandomHorizontalFlip())
-    steps += [transforms.ToTensor(), transforms.Normalize([0.5] * channels, [0.5] * channels)]
     try:
-        folder = datasets.ImageFolder(str(path), transform=transforms.Compose(steps), loader=_Loader(mode))
+        folder = datasets.ImageFolder(str(path), transform=image_transform(resolution, channels, flip=flip),
+                                      loader=_Loader(colour_mode(channels)))
     except FileNotFoundError as err:
         raise GanforgeError(f"data.root {root!r}: {err}") from None
     if num_classes and len(folder.classes) != num_classes:
@@ -69,6 +65,22 @@ def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=
             f"data.root {root!r} has {len(folder.classes)} class folders but data.num_classes is {num_classes}"
         )
     return SkippingImageFolder(folder, max_skipped=max_skipped)
+
+
+def colour_mode(channels: int) -> str:
+    """The PIL mode an image is converted to for ``channels`` (1: L, 2: LA, 3: RGB, 4: RGBA)."""
+    return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+
+
+def image_transform(resolution: int, channels: int, *, flip: bool) -> Any:
+    """Resize the short side, centre-crop to ``resolution``², optional flip, then scale to [-1, 1]."""
+    from torchvision import transforms
+
+    steps: list[Any] = [transforms.Resize(resolution), transforms.CenterCrop(resolution)]
+    if flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    steps += [transforms.ToTensor(), transforms.Normalize([0.5] * channels, [0.5] * channels)]
+    return transforms.Compose(steps)
 
 
 class _Loader:
