@@ -247,3 +247,26 @@ def test_batch_that_does_not_fit_is_a_clear_error(cli, tmp_path, monkeypatch, er
     assert result.exit_code == 2
     assert "train.batch_size" in result.stderr and "does not fit" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_failed_checkpoint_write_keeps_earlier_checkpoints(cli, tmp_path, monkeypatch):
+    import errno
+
+    import ganforge.engine.checkpoints as checkpoints
+
+    run = tmp_path / "run"
+    train(cli, run, "--steps", "2")
+    before = (run / "checkpoints" / f"step-{2:09d}.pt").read_bytes()
+    real_save = torch.save
+
+    def disk_full(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
+    result = cli("train", TINY, "--out", run, "--device", "cpu", *FAST, "--steps", "4", "--resume")
+    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    assert result.exit_code == 2
+    assert "cannot write checkpoint" in result.stderr and "No space left" in result.stderr
+    assert (run / "checkpoints" / f"step-{2:09d}.pt").read_bytes() == before
+    assert not list((run / "checkpoints").glob("*.tmp"))

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import GanforgeError
+
 PATTERN = re.compile(r"^step-(\d{9})\.pt$")
 FORMAT = 1
 
@@ -46,11 +48,16 @@ def _atomic_save(final: Path, state: dict[str, Any], *, step: int) -> Path:
     """Temporary file, fsync, rename, fsync the folder: a crash leaves the old file or the new one."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(final.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        torch.save({**state, "format": FORMAT, "step": step, "complete": True}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save({**state, "format": FORMAT, "step": step, "complete": True}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    except OSError as err:  # disk full, quota, permissions: earlier checkpoints stay as they were
+        temporary.unlink(missing_ok=True)
+        raise GanforgeError(f"cannot write checkpoint {final}: {err.strerror or err}; earlier checkpoints "
+                            "are intact (free space, then --resume)") from err
     _fsync_dir(final.parent)
     return final
 
