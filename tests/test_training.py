@@ -270,3 +270,13 @@ def test_failed_checkpoint_write_keeps_earlier_checkpoints(cli, tmp_path, monkey
     assert "cannot write checkpoint" in result.stderr and "No space left" in result.stderr
     assert (run / "checkpoints" / f"step-{2:09d}.pt").read_bytes() == before
     assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+def test_starting_over_keeps_the_previous_log(cli, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 7, "d_loss": 1.0}\n')
+    train(cli, run, "--steps", "2")
+    kept = list(run.glob("metrics.before-*.jsonl"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"step": 7, "d_loss": 1.0}\n'
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 2

@@ -21,7 +21,8 @@ class RunLog:
             temporary.write_text("".join(line + "\n" for line in kept))
             temporary.replace(path)
         elif resume_from_step is None and path.exists():
-            path.unlink()
+            # A run that starts over keeps the old log beside the new one instead of erasing it.
+            path.replace(path.with_name(f"{path.stem}.before-{int(time.time())}{path.suffix}"))
         self._tensorboard = _tensorboard_writer(path.parent / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:
