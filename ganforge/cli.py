@@ -82,24 +82,78 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
 
 
 @cli.command("benchmark")
-@click.argument("blueprint", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("blueprint", required=False, type=click.Path(dir_okay=True, path_type=str))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a blueprint key (repeatable).")
-@click.option("--variant", "variants", multiple=True, metavar="KEY=VALUE",
-              help="Measure this override as a separate row, side by side (repeatable).")
+@click.option("--variant", "variants", multiple=True, metavar="KEY=VALUE[;KEY=VALUE...]",
+              help="Measure these overrides as a separate row, side by side (repeatable).")
+@click.option("--baseline", is_flag=True,
+              help="Add a row that runs the same graph as the reference implementations do: fp32 without TF32, "
+                   "eager, NCHW, plain Adam, explicit softmax(QKᵀ)V attention.")
+@click.option("--data", type=click.Choice(["synthetic", "real", "loader"]), default="synthetic", show_default=True,
+              help="synthetic: one cached batch (model step alone); real: the blueprint's dataset through the "
+                   "engine; loader: the data loader alone, no model.")
+@click.option("--component", type=click.Choice(["self_attention"]), default=None,
+              help="Micro-benchmark one component instead of a blueprint: fused against explicit attention.")
+@click.option("--resolutions", default="16,32,64,128", show_default=True, help="With --component: H=W sizes.")
+@click.option("--channels", type=click.IntRange(min=8), default=256, show_default=True, help="With --component.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="With --component.")
+@click.option("--pooled/--no-pooled", default=True, show_default=True, help="With --component: SAGAN's pooled keys.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Steps per timed repeat.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (one extra small step per variant).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write the table as JSON, with device, versions and settings.")
 @debug_option
-def benchmark_command(blueprint: str, overrides: tuple[str, ...], variants: tuple[str, ...], device: str,
-                      steps: int, repeats: int, warmup: int, debug: bool) -> None:
-    """Median training throughput (images/s) of a blueprint, on synthetic data of its shape."""
-    with user_errors(debug):
-        from .engine.benchmark import format_table, measure_all
+def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variants: tuple[str, ...], baseline: bool,
+                      data: str, component: str | None, resolutions: str, channels: int, batch: int, pooled: bool,
+                      device: str, steps: int, repeats: int, warmup: int, no_flops: bool, json_path: str | None,
+                      debug: bool) -> None:
+    """Median training throughput of a blueprint's variants, side by side, and how close to the device's limit.
 
-        results = measure_all(blueprint, overrides=list(overrides), variants=list(variants or ("",)),
-                              device=device, steps=steps, repeats=repeats, warmup=warmup)
-    click.echo(format_table(results, steps=steps, repeats=repeats, warmup=warmup))
+    With --component self_attention, times the attention layer alone (fused against explicit).
+    """
+    with user_errors(debug):
+        if component is not None:
+            from .engine.attention_benchmark import format_attention_table, measure_attention
+
+            sizes = _int_list(resolutions, "--resolutions")
+            report = measure_attention(sizes=sizes, channels=channels, batch=batch, pooled=pooled, device=device,
+                                       repeats=repeats, warmup=warmup)
+            text = format_attention_table(report)
+        elif blueprint is None:
+            raise GanforgeError("benchmark needs a BLUEPRINT (or --component self_attention)")
+        elif data == "loader":
+            from .engine.loader_benchmark import format_loader_table, measure_loader_of
+
+            report = measure_loader_of(blueprint, overrides=list(overrides), repeats=repeats, warmup=warmup,
+                                       batches=steps)
+            text = format_loader_table(report)
+        else:
+            from .engine.benchmark import baseline_variant, format_table, measure_all, parse_variant
+
+            rows = [parse_variant(v) for v in (variants or ("",))]
+            if baseline:
+                rows.append(baseline_variant(blueprint, list(overrides)))
+            report = measure_all(blueprint, overrides=list(overrides), variants=rows, device=device, steps=steps,
+                                 repeats=repeats, warmup=warmup, data=data, count_flops=not no_flops)
+            text = format_table(report)
+        if json_path:
+            from pathlib import Path
+
+            Path(json_path).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    click.echo(text)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise GanforgeError(f"{option}: expected integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise GanforgeError(f"{option}: expected positive integers, got {text!r}")
+    return values
 
 
 @cli.command("sample")
@@ -243,6 +297,30 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
     for path in written:
         click.echo(str(path))
 # --- end plot / attention commands ---------------------------------------------------------------
+
+
+# --- prepare command (ganforge/data/prepare.py) ---------------------------------------------------
+@cli.command("prepare")
+@click.argument("data_root", type=click.Path(path_type=str))
+@click.option("--resolution", type=click.IntRange(min=4), required=True, help="Output height and width.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
+              help="Folder for the shards and manifest.json (rerun into it to resume).")
+@click.option("--channels", type=click.IntRange(min=1, max=4), default=3, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: all cores].")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="Source files per shard [default: about 256 MiB of images].")
+@debug_option
+def prepare_command(data_root: str, resolution: int, out: str, channels: int, workers: int | None,
+                    shard_size: int | None, debug: bool) -> None:
+    """Decode, resize and crop a class-per-folder image set once into uint8 shards (`data.type: prepared`)."""
+    with user_errors(debug):
+        from .data.prepare import prepare, summary
+
+        manifest = prepare(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
+                           shard_size=shard_size)
+    for line in summary(manifest, out):
+        click.echo(line)
+# --- end prepare command --------------------------------------------------------------------------
 
 
 @cli.command("components")

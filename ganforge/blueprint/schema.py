@@ -89,7 +89,13 @@ class TrainSpec(_Strict):
     seed: int = 0
     grad_accumulation: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
     precision: Literal["bf16", "fp32"] = "bf16"
+    tf32: bool = Field(default=False, description="TF32 matrix units for fp32 matmuls and convolutions (CUDA)")
+    deterministic: bool = Field(default=False, description="deterministic cuDNN algorithms, no autotuning (CUDA)")
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    fused_optimizer: bool = Field(default=True, description="fused (CUDA) optimiser kernels")
+    joint_d_pass: bool = Field(default=True, description="real and generated images in one D pass when D is "
+                               "batch-independent (no batch norm); same result as two passes, faster")
     channels_last: bool = True
     sync_batchnorm: bool = False
     num_workers: int = Field(default=4, ge=0)

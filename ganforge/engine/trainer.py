@@ -86,6 +86,8 @@ class Trainer:
         if plan.ema_decay is not None:
             self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
 
+        # Real and generated images share one D pass when nothing in D mixes images of a batch.
+        self.joint_d_pass = self.train.joint_d_pass and not _batch_dependent(self.discriminator)
         self.loss = registry.get("loss", bp.loss.type).build(bp.loss.settings)
         self.regularizers = [registry.get("regularizer", r.type).build(r.settings) for r in bp.regularizers]
         self.g_opt = self._optimizer(registry, "generator", self.generator)
@@ -99,9 +101,16 @@ class Trainer:
             ids = [self.device.index] if self.cuda else None
             self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
             self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
+        # Passes that need no DDP hooks (generated images in the D step, D inside the G step) go
+        # through these; under torch.compile every pass must, or half the work runs eagerly.
+        self.g_plain: nn.Module = self.generator
+        self.d_plain: nn.Module = self.discriminator
         if self.train.compile:
-            self.g_train = torch.compile(self.g_train)
-            self.d_train = torch.compile(self.d_train)
+            mode = self.train.compile_mode
+            self.g_plain = torch.compile(self.generator, mode=mode)
+            self.d_plain = torch.compile(self.discriminator, mode=mode)
+            self.g_train = torch.compile(self.g_train, mode=mode) if placement.distributed else self.g_plain
+            self.d_train = torch.compile(self.d_train, mode=mode) if placement.distributed else self.d_plain
 
         self.noise = torch.Generator(self.device).manual_seed(options.seed * 1_000_003 + placement.rank)
         self.step = 0
@@ -114,7 +123,21 @@ class Trainer:
     def _optimizer(self, registry: Registry, role: str, network: nn.Module) -> torch.optim.Optimizer:
         choice = self.plan.optimizers[role]
         make = registry.get("optimizer", choice.name).build(choice.settings)
+        if not self.train.fused_optimizer:  # the plain per-parameter loop of the reference implementations
+            return make(network.parameters(), fused=None, foreach=False)
         return make(network.parameters(), fused=True if self.cuda else None)
+
+    def _backend_flags(self) -> contextlib.AbstractContextManager:
+        """TF32 and cuDNN autotuning as this run's blueprint says, set around each step.
+
+        Per step rather than per process, so that benchmark variants in one process differ.
+        """
+        if not self.cuda:
+            return contextlib.nullcontext()
+        torch.backends.cuda.matmul.allow_tf32 = self.train.tf32
+        deterministic = self.train.deterministic
+        return torch.backends.cudnn.flags(enabled=True, benchmark=not deterministic, deterministic=deterministic,
+                                          allow_tf32=self.train.tf32)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cuda and self.train.precision == "bf16":
@@ -143,8 +166,22 @@ class Trainer:
         return images, (labels.to(self.device, non_blocking=True) if self.num_classes > 0 else None)
 
     # -- one step -------------------------------------------------------------------------
-    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``plan.d_steps`` discriminator updates, then one generator update; returns both losses."""
+    def train_step(self, *, between: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``plan.d_steps`` discriminator updates, then one generator update; returns both losses.
+
+        ``between`` runs after the D updates (benchmarks time the two halves with it).
+        """
+        with self._backend_flags():
+            d_loss = self.discriminator_step()
+            if between is not None:
+                between()
+            g_loss = self.generator_step()
+        self.step += 1
+        self._update_ema()
+        return d_loss, g_loss
+
+    def discriminator_step(self) -> torch.Tensor:
+        """``plan.d_steps`` updates of D on real and generated batches; returns the last loss."""
         accumulate = self.train.grad_accumulation
         self.generator.train()
         self.discriminator.train()
@@ -155,12 +192,19 @@ class Trainer:
                 real, labels = self._real_batch()
                 z, fake_labels = self._latents(real.shape[0])
                 with torch.no_grad(), self._autocast():
-                    fake = self.generator(z, fake_labels)
+                    fake = self.g_plain(z, fake_labels)
                 with self._autocast(), self._no_sync(self.d_train, micro < accumulate - 1):
-                    real_logits = self.d_train(real, labels)
-                    # The official code's pass on generated images leaves u/v alone.
-                    with frozen_spectral_norm(self.discriminator):
-                        fake_logits = self.discriminator(fake, fake_labels)
+                    if self.joint_d_pass:
+                        # One pass over [real; fake]: the power iteration advances once, and σ from
+                        # the updated u/v normalises both halves, exactly as two passes (the second
+                        # frozen) would; per-image outputs cannot mix in a batch-independent D.
+                        both = self.d_train(torch.cat([real, fake]), _cat_labels(labels, fake_labels))
+                        real_logits, fake_logits = both.split([real.shape[0], fake.shape[0]])
+                    else:
+                        real_logits = self.d_train(real, labels)
+                        # The official code's pass on generated images leaves u/v alone.
+                        with frozen_spectral_norm(self.discriminator):
+                            fake_logits = self.d_plain(fake, fake_labels)
                 d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(),
                                                       fake_logits=fake_logits.float())
                 for regularizer in self.regularizers:
@@ -172,7 +216,11 @@ class Trainer:
                     (d_loss / accumulate).backward()
                 self.images_seen += real.shape[0] * self.placement.world_size
             self.d_opt.step()
+        return d_loss.detach()
 
+    def generator_step(self) -> torch.Tensor:
+        """One update of G through a frozen D (no power iteration, no D gradients); returns the loss."""
+        accumulate = self.train.grad_accumulation
         self.discriminator.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
         needs_real = getattr(self.loss, "generator_needs_real", False)
@@ -182,19 +230,17 @@ class Trainer:
             with self._autocast(), self._no_sync(self.g_train, skip_sync):
                 fake = self.g_train(z, fake_labels)
                 with frozen_spectral_norm(self.discriminator):
-                    fake_logits = self.discriminator(fake, fake_labels)
+                    fake_logits = self.d_plain(fake, fake_labels)
                     extra = {}
                     if needs_real:
                         real, labels = self._real_batch()
-                        extra["real_logits"] = self.discriminator(real, labels).float()
+                        extra["real_logits"] = self.d_plain(real, labels).float()
             g_loss = self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
             with self._no_sync(self.g_train, skip_sync):
                 (g_loss / accumulate).backward()
         self.g_opt.step()
         self.discriminator.requires_grad_(True)
-        self.step += 1
-        self._update_ema()
-        return d_loss.detach(), g_loss.detach()
+        return g_loss.detach()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -451,6 +497,20 @@ class Trainer:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _batch_dependent(network: nn.Module) -> bool:
+    """Whether an image's output can depend on the other images of its batch.
+
+    Batch norm (in training mode) does; a component that mixes images in another way
+    declares it with the class attribute ``batch_dependent = True``.
+    """
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "batch_dependent", False)
+               for m in network.modules())
+
+
+def _cat_labels(real: torch.Tensor | None, fake: torch.Tensor | None) -> torch.Tensor | None:
+    return None if real is None or fake is None else torch.cat([real, fake])
 
 
 def _seed_everything(seed: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -23,8 +25,9 @@ class SelfAttention(nn.Module):
     x + γ·o with the scalar γ initialised to 0. ``pooled=False`` is the paper's equations:
     no pooling, C-channel value path, C→C output conv. Convs have no bias.
 
-    The forward pass uses fused ``scaled_dot_product_attention`` (the N×N map is never
-    materialised); ``attention_map(x)`` returns the maps explicitly for visualisation.
+    ``kernel: fused`` runs ``scaled_dot_product_attention`` (the N×N map is never
+    materialised); ``kernel: explicit`` computes softmax(QKᵀ)V as the reference implementations
+    do, for baselines and checks. ``attention_map(x)`` returns the maps for visualisation.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class SelfAttention(nn.Module):
         spectral_norm: bool = True,
         sn_eps: SNEps = 1e-12,
         sn_iterations: SNIterations = 1,
+        kernel: Literal["fused", "explicit"] = "fused",
     ) -> None:
         super().__init__()
         if in_channels % 8 != 0:
@@ -48,6 +52,7 @@ class SelfAttention(nn.Module):
                 f"got {in_size}×{in_size}; place it at an even resolution or set pooled: false"
             )
         self.pooled = pooled
+        self.kernel = kernel
         qk_channels = in_channels // 8
         value_channels = in_channels // 2 if pooled else in_channels
         sn = dict(spectral_norm=spectral_norm, sn_eps=sn_eps, sn_iterations=sn_iterations)
@@ -69,9 +74,11 @@ class SelfAttention(nn.Module):
         if self.pooled:
             phi = F.max_pool2d(phi, 2)
             g = F.max_pool2d(g, 2)
-        q = rearrange(theta, "b c h w -> b 1 (h w) c")
-        k = rearrange(phi, "b c h w -> b 1 (h w) c")
-        v = rearrange(g, "b c h w -> b 1 (h w) c")
+        # Contiguous rows: the memory-efficient and cuDNN kernels need a unit stride in the last
+        # dimension, and without it SDPA silently falls back to the math path (the full N×M map).
+        q = rearrange(theta, "b c h w -> b 1 (h w) c").contiguous()
+        k = rearrange(phi, "b c h w -> b 1 (h w) c").contiguous()
+        v = rearrange(g, "b c h w -> b 1 (h w) c").contiguous()
         return q, k, v
 
     def logged_scalars(self) -> dict[str, torch.Tensor]:
@@ -80,7 +87,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._query_key_value(x)
-        o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        if self.kernel == "fused":
+            o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        else:
+            o = torch.matmul(torch.matmul(q, k.transpose(-2, -1)).softmax(dim=-1), v)
         o = rearrange(o, "b 1 (h w) c -> b c h w", h=x.shape[-2], w=x.shape[-1])
         return x + self.gamma * self.out(o)
 

@@ -14,11 +14,12 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 
 def _adam_family(cls_name: str, *, lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> Callable[..., object]:
-    def make(params: Iterable[object], *, fused: bool | None = None) -> object:
+    def make(params: Iterable[object], *, fused: bool | None = None, foreach: bool | None = None) -> object:
         import torch
 
         cls = getattr(torch.optim, cls_name)
-        return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+        return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused,
+                   foreach=foreach)
 
     make.settings = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}  # type: ignore[attr-defined]
     return make
@@ -42,10 +43,10 @@ def adamw(*, lr: PositiveFloat = 2e-4, betas: tuple[Beta, Beta] = (0.5, 0.999), 
 def rmsprop(*, lr: PositiveFloat = 5e-5, alpha: Beta = 0.99, eps: PositiveFloat = 1e-8) -> Callable[..., object]:
     """RMSprop, as in the original WGAN (lr 5e-5)."""
 
-    def make(params: Iterable[object], *, fused: bool | None = None) -> object:
+    def make(params: Iterable[object], *, fused: bool | None = None, foreach: bool | None = None) -> object:
         import torch
 
-        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps)
+        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=foreach)
 
     make.settings = {"lr": lr, "alpha": alpha, "eps": eps}  # type: ignore[attr-defined]
     return make
