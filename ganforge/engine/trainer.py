@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import random
 import signal
 import time
@@ -106,11 +107,13 @@ class Trainer:
         self.g_plain: nn.Module = self.generator
         self.d_plain: nn.Module = self.discriminator
         if self.train.compile:
-            mode = self.train.compile_mode
-            self.g_plain = torch.compile(self.generator, mode=mode)
-            self.d_plain = torch.compile(self.discriminator, mode=mode)
-            self.g_train = torch.compile(self.g_train, mode=mode) if placement.distributed else self.g_plain
-            self.d_train = torch.compile(self.d_train, mode=mode) if placement.distributed else self.d_plain
+            # Static shapes: a run sees a handful of batch sizes (D's joint pass is twice G's), each
+            # worth its own specialised graph; dynamic shapes would trade speed for fewer compiles.
+            compile = functools.partial(torch.compile, mode=self.train.compile_mode, dynamic=False)
+            self.g_plain = compile(self.generator)
+            self.d_plain = compile(self.discriminator)
+            self.g_train = compile(self.g_train) if placement.distributed else self.g_plain
+            self.d_train = compile(self.d_train) if placement.distributed else self.d_plain
 
         self.noise = torch.Generator(self.device).manual_seed(options.seed * 1_000_003 + placement.rank)
         self.step = 0

@@ -42,11 +42,12 @@ def test_gamma_zero_is_identity():
     assert torch.equal(attn(x), x)
 
 
+@pytest.mark.parametrize("kernel", ["fused", "explicit"])
 @pytest.mark.parametrize("pooled", [True, False])
 @pytest.mark.parametrize("spectral_norm", [True, False])
-def test_fused_equals_explicit(pooled, spectral_norm):
+def test_both_kernels_equal_the_hand_written_block(pooled, spectral_norm, kernel):
     torch.manual_seed(1)
-    attn = SelfAttention(in_channels=16, in_size=8, pooled=pooled, spectral_norm=spectral_norm)
+    attn = SelfAttention(in_channels=16, in_size=8, pooled=pooled, spectral_norm=spectral_norm, kernel=kernel)
     with torch.no_grad():
         attn.gamma.fill_(0.7)
     attn.eval()
@@ -54,6 +55,31 @@ def test_fused_equals_explicit(pooled, spectral_norm):
     expected, beta = _explicit(attn, x, pooled)
     torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(attn.attention_map(x), beta, rtol=1e-4, atol=1e-6)
+
+
+def test_kernels_agree_on_input_gradients():
+    torch.manual_seed(2)
+    fused = SelfAttention(in_channels=16, in_size=8, kernel="fused")
+    explicit = SelfAttention(in_channels=16, in_size=8, kernel="explicit")
+    with torch.no_grad():
+        fused.gamma.fill_(0.5)
+    explicit.load_state_dict(fused.state_dict())
+    grads = []
+    for module in (fused.eval(), explicit.eval()):
+        x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+        (module(x) * torch.arange(x.numel()).reshape(x.shape).sin()).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_query_key_value_rows_are_contiguous(channels_last):
+    """The fused GPU kernels need unit stride in the last dimension, else SDPA falls back to math."""
+    attn = SelfAttention(in_channels=16, in_size=8)
+    x = torch.randn(2, 16, 8, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert all(t.is_contiguous() for t in attn._query_key_value(x))
 
 
 def test_channel_widths_and_no_bias():

@@ -198,3 +198,24 @@ def test_meta_device():
         assert lin(torch.empty(2, 10)).shape == (2, 6)
         out = emb(torch.zeros(2, dtype=torch.long))
         assert out.shape == (2, 6) and out.is_meta
+
+
+def test_power_iteration_runs_outside_autocast(monkeypatch):
+    """Under bf16 autocast torch would run the matvecs of σ in bf16 (error ~1e-3 on a GPU)."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    seen = []
+    original = _SpectralNorm._power_method
+
+    def spy(self, weight_mat, n):
+        seen.append((torch.is_autocast_enabled("cpu"), weight_mat.dtype))
+        return original(self, weight_mat, n)
+
+    monkeypatch.setattr(_SpectralNorm, "_power_method", spy)
+    layer = SNConv2d(in_channels=4, channels=8)
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weight = layer.conv.weight
+        out = layer(torch.randn(1, 4, 5, 5))
+    assert seen and all(state == (False, torch.float32) for state in seen)
+    assert weight.dtype == torch.float32 and out.dtype == torch.bfloat16  # the conv itself still autocasts

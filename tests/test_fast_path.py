@@ -1,0 +1,71 @@
+"""The engine's speed settings change how a step runs, never what it computes (CPU checks).
+
+The GPU side of the same promises is in test_gpu.py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from support import TINY
+
+
+def _trainer(tmp_path, *overrides: str):
+    from ganforge.engine.benchmark import _trainer as build
+    from ganforge.engine.distributed import place_process
+
+    return build(str(TINY), ["train.batch_size=8", "data.size=64", *overrides], [], place_process("cpu"),
+                 tmp_path, data="real")
+
+
+def test_joint_discriminator_pass_equals_two_passes(tmp_path):
+    """One D pass over [real; fake] gives the same update, σ and u/v as the official two passes."""
+    states = []
+    for joint in ("true", "false"):
+        trainer = _trainer(tmp_path / joint, f"train.joint_d_pass={joint}")
+        assert trainer.joint_d_pass is (joint == "true")
+        losses = [trainer.discriminator_step() for _ in range(3)]
+        states.append((losses, trainer.discriminator.state_dict()))
+    (joint_losses, joint_state), (split_losses, split_state) = states
+    torch.testing.assert_close(torch.stack(joint_losses), torch.stack(split_losses), rtol=1e-5, atol=1e-6)
+    assert joint_state.keys() == split_state.keys()
+    for key in joint_state:  # weights, and the power-iteration vectors _u/_v
+        torch.testing.assert_close(joint_state[key], split_state[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_a_batch_dependent_discriminator_keeps_two_passes(tmp_path):
+    from ganforge.engine.trainer import _batch_dependent
+
+    assert not _batch_dependent(_trainer(tmp_path / "a").discriminator)
+    assert _batch_dependent(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)))
+
+    class MinibatchStd(torch.nn.Module):
+        batch_dependent = True
+
+    assert _batch_dependent(torch.nn.Sequential(MinibatchStd()))
+
+
+def test_fp32_means_fp32_and_tf32_is_its_own_setting(tmp_path):
+    for tf32 in (False, True):
+        trainer = _trainer(tmp_path / str(tf32), "train.precision=fp32", f"train.tf32={str(tf32).lower()}")
+        trainer.cuda = True  # the flags are only touched on CUDA; check what they would be set to
+        torch.backends.cuda.matmul.allow_tf32 = not tf32
+        with trainer._backend_flags():
+            assert torch.backends.cuda.matmul.allow_tf32 is tf32
+            assert torch.backends.cudnn.allow_tf32 is tf32
+            assert torch.backends.cudnn.benchmark is True
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_deterministic_turns_off_cudnn_autotuning(tmp_path):
+    trainer = _trainer(tmp_path, "train.deterministic=true")
+    trainer.cuda = True
+    with trainer._backend_flags():
+        assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
+
+
+def test_plain_optimizer_is_the_per_parameter_loop(tmp_path):
+    plain = _trainer(tmp_path / "plain", "train.fused_optimizer=false")
+    assert plain.g_opt.defaults["foreach"] is False and not plain.g_opt.defaults["fused"]
+    default = _trainer(tmp_path / "default")
+    assert default.g_opt.defaults["foreach"] is None  # torch picks (fused on CUDA is set explicitly)
