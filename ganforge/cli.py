@@ -156,6 +156,12 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+standing_stats_option = click.option(
+    "--standing-stats", "standing_stats", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+    help="First recompute the batch-norm statistics over N training-mode passes of 64 generated images (BigGAN's "
+         "standing statistics; latents seeded by --seed + 1, uniform classes); 0 keeps the running statistics.")
+
+
 @cli.command("sample")
 @click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images.")
@@ -169,10 +175,12 @@ def _int_list(text: str, option: str) -> list[int]:
 @click.option("--individual", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Also write each image as its own PNG into this folder.")
 @click.option("--raw", is_flag=True, help="Use the raw generator even when an EMA copy exists.")
+@standing_stats_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @debug_option
 def sample_command(target: str, count: int, class_index: int | None, truncation: float | None, seed: int,
-                   out: str | None, individual: str | None, raw: bool, device: str, debug: bool) -> None:
+                   out: str | None, individual: str | None, raw: bool, standing_stats: int, device: str,
+                   debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
         from pathlib import Path
@@ -183,6 +191,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
         from .engine.restore import restore
         from .engine.samples import save_grid, save_images
         from .generation import generate
+        from .standing_stats import seeded_standing_statistics
 
         dev = choose_device(device)
         run = restore(target, device=dev, prefer_ema=not raw)
@@ -190,6 +199,9 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
         if class_index is not None and class_index >= max(bp.data.num_classes, 0):
             raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
                                 + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
+        statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
+                                                latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                                truncation=truncation, device=dev)
         images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
                                          num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
                                          truncation=truncation, device=dev))).cpu()
@@ -197,7 +209,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
         save_grid(images, grid)
         click.echo(f"wrote {grid}: {count} images from {run.checkpoint} (step {run.step}, "
                    f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
-                   + (f", truncation {truncation:g}" if truncation else "") + ")")
+                   + (f", truncation {truncation:g}" if truncation else "") + f"; batch norm with {statistics})")
         if individual:
             paths = save_images(images, Path(individual))
             click.echo(f"wrote {len(paths)} images to {individual}")
@@ -216,10 +228,11 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
 @click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--raw", is_flag=True, help="Evaluate the raw generator even when an EMA copy exists.")
+@standing_stats_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @debug_option
 def evaluate_command(target: str, metrics: str, count: int, reference: str | None, inception: str | None,
-                     batch_size: int, seed: int, raw: bool, device: str, debug: bool) -> None:
+                     batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
         import json
@@ -227,15 +240,21 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
         from .engine.distributed import choose_device
         from .engine.restore import restore
         from .evaluation import evaluate_generator
+        from .standing_stats import seeded_standing_statistics
 
         names = [m.strip() for m in metrics.split(",") if m.strip()]
         if not names:
             raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
         dev = choose_device(device)
         run = restore(target, device=dev, prefer_ema=not raw)
+        bp = run.loaded.blueprint
+        statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
+                                                latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                                device=dev)
         result = evaluate_generator(run.generator, loaded=run.loaded, metrics=names, n=count, reference=reference,
                                     inception=inception, device=dev, batch_size=batch_size, seed=seed,
-                                    generator_label="EMA generator" if run.uses_ema else "raw generator")
+                                    generator_label="EMA generator" if run.uses_ema else "raw generator",
+                                    batch_norm=statistics)
         log = run.run_dir / "metrics.jsonl"
         if log.exists():
             record = {"event": "evaluation", "step": run.step, "checkpoint": str(run.checkpoint), **result.values,
@@ -321,6 +340,56 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
     for line in summary(manifest, out):
         click.echo(line)
 # --- end prepare command --------------------------------------------------------------------------
+
+
+# --- study command (ganforge/study/) --------------------------------------------------------------
+@cli.command("study")
+@click.argument("blueprint", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--variant", "variants", multiple=True, metavar='"[NAME:] KEY=VALUE[; KEY=VALUE...]"',
+              help="A row of the study: overrides joined by ';', optionally named (repeatable; none: the "
+                   "blueprint itself; \"\" adds the blueprint as a row).")
+@click.option("--seeds", type=click.IntRange(min=1), required=True, help="Runs per variant, seeds 0..N-1.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train each run to this step "
+              "[default: train.steps].")
+@click.option("--metrics", default=None, help="Comma-separated registered metrics [default: train.eval_metrics].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a blueprint key in every variant (repeatable).")
+@click.option("--eval-images", type=click.IntRange(min=2), default=None,
+              help="Generated (and reference) images per evaluation [default: train.eval_images].")
+@click.option("--reference", type=click.Path(path_type=str), default=None,
+              help="Reference images or statistics, as for `ganforge evaluate` [default: the training data].")
+@click.option("--inception", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Inception TorchScript file [default: train.eval_inception, else the bundled one].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
+              help="Study folder: OUT/<variant>/seed-<k>/ runs, study.md, study.csv, study-summary.csv, study.png.")
+@debug_option
+def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: int | None, metrics: str | None,
+                  overrides: tuple[str, ...], eval_images: int | None, reference: str | None, inception: str | None,
+                  device: str, out: str, debug: bool) -> None:
+    """Train every variant × seed as its own run, evaluate each, and tabulate mean ± std per variant.
+
+    Rerun the same command to continue: finished runs are kept, an interrupted one resumes.
+    """
+    with user_errors(debug):
+        from pathlib import Path
+
+        from .study.report import write_report
+        from .study.runner import EvalSettings, run_study
+        from .study.variants import check_metrics, check_variants, study_variants
+
+        rows = study_variants(variants)
+        assemblies = check_variants(blueprint, overrides=list(overrides), variants=rows)
+        names = check_metrics([m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None
+                              else list(assemblies[0].loaded.blueprint.train.eval_metrics))
+        evaluation = EvalSettings(metrics=names, images=eval_images, reference=reference, inception=inception)
+        report = lambda message: click.echo(message, err=True)  # noqa: E731
+        outcome = run_study(blueprint, overrides=list(overrides), variants=rows, assemblies=assemblies,
+                            seeds=list(range(seeds)), steps=steps, evaluation=evaluation, device=device,
+                            out=Path(out), report=report)
+        text = write_report(outcome, rows, Path(out), report=report)
+    click.echo(text, nl=False)
+# --- end study command ----------------------------------------------------------------------------
 
 
 @cli.command("components")

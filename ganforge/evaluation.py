@@ -35,43 +35,64 @@ class Evaluation:
 def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: list[str], n: int,
                        reference: str | None = None, inception: str | None = None,
                        device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
-                       progress: bool = True, generator_label: str = "generator") -> Evaluation:
-    """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images."""
+                       progress: bool = True, generator_label: str = "generator",
+                       batch_norm: str = "running statistics") -> Evaluation:
+    """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
+
+    ``batch_norm`` says which statistics its batch norms hold, for the protocol.
+    """
     from .metrics.features import extract_features
     from .metrics.inception import load_inception
 
     registry = default_registry()
     components = [registry.get("metric", name) for name in metrics]
     built = [component.build({}) for component in components]
-    extractor = load_inception(inception, device=device)
     bp = loaded.blueprint
+    # A metric declaring needs_inception_features = False scores images with its own detector, bound
+    # to the run's data settings (bind raises before any image is generated); Inception loads only
+    # when some requested metric needs its features.
+    own = {id(metric): metric.bind(data=bp.data) for metric in built
+           if not getattr(metric, "needs_inception_features", True)}
+    extractor = load_inception(inception, device=device) if len(own) < len(built) else None
 
-    was_training = network.training
-    network.eval()
-    try:
-        batches = generate(network, n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                           batch_size=batch_size, seed=seed, device=device)
-        fake, fake_logits = extract_features(batches, extractor, total=n, progress=progress, label="generated")
-    finally:
-        network.train(was_training)
+    def generated_features(extract: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        was_training = network.training
+        network.eval()
+        try:
+            batches = generate(network, n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                               batch_size=batch_size, seed=seed, device=device)
+            return extract_features(batches, extract, total=n, progress=progress, label=label)
+        finally:
+            network.train(was_training)
 
+    fake, fake_logits = generated_features(extractor, "generated") if extractor is not None else (None, None)
     real, real_stats, reference_text = None, None, "none needed"
-    if any(metric.needs_real for metric in built):
+    if extractor is not None and any(metric.needs_real for metric in built if id(metric) not in own):
         real, real_stats, reference_text = reference_features_for(loaded, reference=reference, n=n,
                                                                   extractor=extractor, batch_size=batch_size,
                                                                   progress=progress)
     values: dict[str, float] = {}
+    detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
     for metric in built:
+        if id(metric) in own:
+            bound = own[id(metric)]
+            key = bound.detector.description
+            if key not in detected:
+                detected[key], _ = generated_features(bound.detector, f"{metric.name} detector")
+            values.update(bound.compute(real=None, fake=detected[key]))
+            continue
         if metric.needs_real and real is None and metric.name != "fid":
             raise GanforgeError(f"metric {metric.name}: the reference holds only mean and covariance; it needs "
                                 "reference features (an .npz with `features`, or a folder of images)")
         values.update(metric.compute(real=real, fake=fake, fake_logits=fake_logits, real_stats=real_stats))
+    features = ([extractor.description] if extractor is not None else []) + list(detected)
     protocol = {
-        "generated": f"{n} images from the {generator_label} in eval mode (batch norm with running statistics), "
+        "generated": f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
                      f"seed {seed}, uniform classes" if bp.data.num_classes else
-                     f"{n} images from the {generator_label} in eval mode, seed {seed}",
+                     f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
+                     f"seed {seed}",
         "reference": reference_text,
-        "features": extractor.description,
+        "features": "; ".join(features),
     }
     return Evaluation(values=values, protocol=protocol)
 

@@ -30,16 +30,24 @@ def class_labels(n: int, num_classes: int, *, class_index: int | None, generator
     return torch.randint(0, num_classes, (n,), generator=generator).to(device)
 
 
-@torch.no_grad()
-def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
-             seed: int = 0, class_index: int | None = None, truncation: float | None = None,
-             device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
-    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images."""
+def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64, seed: int = 0,
+                   class_index: int | None = None, truncation: float | None = None,
+                   device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(z, labels) batches of ``n`` inputs in all; the same seed gives the same inputs."""
     rng = torch.Generator().manual_seed(seed)
     done = 0
     while done < n:
         size = min(batch_size, n - done)
         z = latents(size, latent_dim, generator=rng, truncation=truncation, device=device)
-        labels = class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
-        yield network(z, labels).float()
+        yield z, class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
         done += size
+
+
+@torch.no_grad()
+def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
+             seed: int = 0, class_index: int | None = None, truncation: float | None = None,
+             device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images."""
+    for z, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
+                                    seed=seed, class_index=class_index, truncation=truncation, device=device):
+        yield network(z, labels).float()

@@ -1,6 +1,7 @@
 """DCGAN baseline (Radford et al. 2016): transposed-conv generator, strided-conv discriminator.
 
-Spectral normalisation is available on every layer but off by default, as in DCGAN.
+Spectral normalisation is available on every layer but off by default, as in DCGAN. Every block
+with a batch norm takes ``bn_momentum`` (torch's momentum of its running statistics).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.layers.norms import Momentum
 from ganforge.layers.spectral_norm import Channels, SNEps, SNIterations, apply_spectral_norm
 from ganforge.registry import register
 
@@ -29,6 +31,7 @@ class DCGANStem(nn.Module):
         *,
         in_features: int,
         channels: Channels = 256,
+        bn_momentum: Momentum = 0.1,
         spectral_norm: bool = False,
         sn_eps: SNEps = 1e-12,
         sn_iterations: SNIterations = 1,
@@ -40,7 +43,7 @@ class DCGANStem(nn.Module):
             sn_eps=sn_eps,
             sn_iterations=sn_iterations,
         )
-        self.bn = nn.BatchNorm2d(channels)
+        self.bn = nn.BatchNorm2d(channels, momentum=bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.deconv(x[:, :, None, None])))
@@ -56,6 +59,7 @@ class DCGANUp(nn.Module):
         in_channels: int,
         channels: Channels = 128,
         batch_norm: bool = True,
+        bn_momentum: Momentum = 0.1,
         spectral_norm: bool = False,
         sn_eps: SNEps = 1e-12,
         sn_iterations: SNIterations = 1,
@@ -67,7 +71,7 @@ class DCGANUp(nn.Module):
             sn_eps=sn_eps,
             sn_iterations=sn_iterations,
         )
-        self.bn = nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+        self.bn = nn.BatchNorm2d(channels, momentum=bn_momentum) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.deconv(x)))
@@ -87,6 +91,7 @@ class DCGANDown(nn.Module):
         in_size: int,
         channels: Channels = 128,
         batch_norm: bool = True,
+        bn_momentum: Momentum = 0.1,
         negative_slope: Slope = 0.2,
         spectral_norm: bool = False,
         sn_eps: SNEps = 1e-12,
@@ -102,7 +107,7 @@ class DCGANDown(nn.Module):
             sn_eps=sn_eps,
             sn_iterations=sn_iterations,
         )
-        self.bn = nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+        self.bn = nn.BatchNorm2d(channels, momentum=bn_momentum) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.bn(self.conv(x)), self.negative_slope)

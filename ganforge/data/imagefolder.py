@@ -1,7 +1,8 @@
-"""Images in one sub-folder per class: the ImageNet train layout."""
+"""Images in one sub-folder per class (the ImageNet train layout), or a flat folder for unconditional models."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,27 +45,72 @@ def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=
                 flip: bool = True, max_skipped: Annotated[int, Field(ge=0)] = 1000) -> object:
     """A folder of class sub-folders, resized and centre-cropped to ``resolution`` (images in [-1, 1]).
 
-    Unreadable images are skipped and counted; more than ``max_skipped`` stops the run.
+    With ``num_classes: 0`` a flat folder of images (e.g. CelebA's img_align_celeba) also works,
+    every image labelled 0. Hidden files and folders (such as ``.ganforge_stats``) are never read
+    and never count as classes, exactly as in ``ganforge prepare``. Unreadable images are skipped
+    and counted; more than ``max_skipped`` stops the run.
     """
     if not root:
-        raise GanforgeError("data.root is not set: pass --set data.root=/path/to/train (one sub-folder per class)")
+        raise GanforgeError("data.root is not set: pass --set data.root=/path/to/train (one sub-folder per class, "
+                            "or a flat folder of images when data.num_classes is 0)")
     path = Path(root).expanduser()
     if not path.is_dir():
         raise GanforgeError(f"data.root {root!r} is not a directory: set data.root to the image folder")
-    if not any(p.is_dir() for p in path.iterdir()):
-        raise GanforgeError(f"data.root {root!r} has no class sub-folders: set data.root to a folder like ILSVRC2012/train")
-    from torchvision import datasets
+    from .prepare import list_images
 
-    try:
-        folder = datasets.ImageFolder(str(path), transform=image_transform(resolution, channels, flip=flip),
-                                      loader=_Loader(colour_mode(channels)))
-    except FileNotFoundError as err:
-        raise GanforgeError(f"data.root {root!r}: {err}") from None
-    if num_classes and len(folder.classes) != num_classes:
+    if _class_folders(path):
+        listing = list_images(path)
+        classes, samples = listing.classes, [(str(path / rel), label) for rel, label in listing.files]
+    elif num_classes:
         raise GanforgeError(
-            f"data.root {root!r} has {len(folder.classes)} class folders but data.num_classes is {num_classes}"
+            f"data.root {root!r} has no class sub-folders but data.num_classes is {num_classes}: a class-conditional "
+            "blueprint needs one sub-folder per class; to train unconditionally on a flat folder of images, "
+            "pass --set data.num_classes=0"
         )
+    else:
+        classes, samples = [""], [(str(path / name), 0) for name in _flat_images(path)]
+    if not samples:
+        raise GanforgeError(f"data.root {root!r} has no image files ({', '.join(_extensions())})")
+    if num_classes and len(classes) != num_classes:
+        raise GanforgeError(
+            f"data.root {root!r} has {len(classes)} class folders but data.num_classes is {num_classes}"
+        )
+    folder = _Folder(samples, classes=classes, transform=image_transform(resolution, channels, flip=flip),
+                     loader=_Loader(colour_mode(channels)))
     return SkippingImageFolder(folder, max_skipped=max_skipped)
+
+
+def _class_folders(path: Path) -> list[str]:
+    """Non-hidden sub-folders: torchvision's ImageFolder would also count ``.ganforge_stats``."""
+    with os.scandir(path) as entries:
+        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+
+
+def _extensions() -> tuple[str, ...]:
+    from .prepare import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+def _flat_images(path: Path) -> list[str]:
+    """Image files directly in ``path``, sorted, hidden ones (e.g. macOS ``._x.jpg``) left out."""
+    with os.scandir(path) as entries:
+        return sorted(e.name for e in entries
+                      if not e.name.startswith(".") and e.name.lower().endswith(_extensions()) and e.is_file())
+
+
+class _Folder:
+    """(path, label) samples read with a loader and transform: torchvision's ImageFolder without its listing."""
+
+    def __init__(self, samples: list[tuple[str, int]], *, classes: list[str], transform: Any, loader: Any) -> None:
+        self.samples, self.classes, self.transform, self.loader = samples, classes, transform, loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, label = self.samples[index]
+        return self.transform(self.loader(path)), label
 
 
 def colour_mode(channels: int) -> str:

@@ -10,6 +10,7 @@ import torch
 from ..assembly import Assembly, Network, assemble
 from ..blueprint.validation import LoadedBlueprint, validate_document
 from ..errors import GanforgeError
+from ..layers.spectral_norm import refresh_spectral_norm
 from ..registry import default_registry
 from .checkpoints import load_checkpoint, load_newest_valid
 
@@ -51,7 +52,11 @@ def find_checkpoint(target: str | Path) -> tuple[Path, dict]:
 
 
 def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True) -> RestoredRun:
-    """Rebuild G (the EMA copy when there is one and ``prefer_ema``) in eval mode on ``device``."""
+    """Rebuild G (the EMA copy when there is one and ``prefer_ema``) in eval mode on ``device``.
+
+    The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
+    iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
+    """
     checkpoint, state = find_checkpoint(target)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     loaded = validate_document(state["blueprint"], file=f"{checkpoint} (stored blueprint)")
@@ -59,5 +64,7 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     generator = assembly.generator.build(device, initialise=False)
     uses_ema = prefer_ema and state.get("ema") is not None
     generator.load_state_dict(state["ema"] if uses_ema else state["generator"])
+    if uses_ema:
+        refresh_spectral_norm(generator)
     return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=int(state["step"]), loaded=loaded,
                        assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, state=state)

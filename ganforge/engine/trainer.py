@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..assembly import Assembly
 from ..errors import GanforgeError
-from ..layers.spectral_norm import frozen_spectral_norm
+from ..layers.spectral_norm import buffers_outside_spectral_norm, frozen_spectral_norm, refresh_spectral_norm
 from ..registry import Registry
 from ..training.update_rules import TrainingPlan
 from .checkpoints import list_checkpoints, load_newest_valid, save_best, save_checkpoint
@@ -194,9 +194,10 @@ class Trainer:
             for micro in range(accumulate):
                 real, labels = self._real_batch()
                 z, fake_labels = self._latents(real.shape[0])
-                with torch.no_grad(), self._autocast():
+                with torch.no_grad(), self._autocast(), _power_iteration_on_first(micro, self.generator):
                     fake = self.g_plain(z, fake_labels)
-                with self._autocast(), self._no_sync(self.d_train, micro < accumulate - 1):
+                with (self._autocast(), self._no_sync(self.d_train, micro < accumulate - 1),
+                      _power_iteration_on_first(micro, self.discriminator)):
                     if self.joint_d_pass:
                         # One pass over [real; fake]: the power iteration advances once, and σ from
                         # the updated u/v normalises both halves, exactly as two passes (the second
@@ -231,7 +232,8 @@ class Trainer:
             z, fake_labels = self._latents(self.micro_batch)
             skip_sync = micro < accumulate - 1
             with self._autocast(), self._no_sync(self.g_train, skip_sync):
-                fake = self.g_train(z, fake_labels)
+                with _power_iteration_on_first(micro, self.generator):
+                    fake = self.g_train(z, fake_labels)
                 with frozen_spectral_norm(self.discriminator):
                     fake_logits = self.d_plain(fake, fake_labels)
                     extra = {}
@@ -247,6 +249,14 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        """Average G's weights into the EMA generator and copy its batch-norm statistics.
+
+        The running statistics are copied (BigGAN-PyTorch's practice): the EMA generator runs no
+        training passes of its own, and the live generator's statistics come from nearly the same
+        weights; ``--standing-stats`` recomputes them for the EMA weights themselves. Spectral-norm u/v are *not* copied: the live
+        ones are singular vectors of the live weights, not of the averaged ones. The EMA generator
+        gets its own, converged, right before it is used (``_sampling_generator``).
+        """
         if self.ema is None:
             return
         ema_params = list(self.ema.parameters())
@@ -255,8 +265,16 @@ class Trainer:
             torch._foreach_copy_(ema_params, params)
         else:
             torch._foreach_lerp_(ema_params, params, 1.0 - float(self.plan.ema_decay))  # type: ignore[arg-type]
-        for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
+        for ema_buffer, buffer in zip(buffers_outside_spectral_norm(self.ema),
+                                      buffers_outside_spectral_norm(self.generator)):
             ema_buffer.copy_(buffer)
+
+    def _sampling_generator(self) -> nn.Module:
+        """The generator that samples and evaluates: the EMA one (with converged u/v) when there is one."""
+        if self.ema is None:
+            return self.generator
+        refresh_spectral_norm(self.ema)
+        return self.ema
 
     # -- the run --------------------------------------------------------------------------
     def run(self) -> int:
@@ -332,7 +350,7 @@ class Trainer:
         if self.placement.is_main:
             from ..evaluation import evaluate_generator
 
-            network = self.ema if self.ema is not None else self.generator
+            network = self._sampling_generator()
             result = evaluate_generator(network, loaded=self.loaded, metrics=list(self.train.eval_metrics),
                                         n=self.train.eval_images, inception=self.train.eval_inception,
                                         device=self.device, progress=False,
@@ -389,7 +407,7 @@ class Trainer:
 
     @torch.no_grad()
     def _save_samples(self, z: torch.Tensor, labels: torch.Tensor | None) -> None:
-        network = self.ema if self.ema is not None else self.generator
+        network = self._sampling_generator()
         was_training = network.training
         network.eval()
         images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
@@ -510,6 +528,16 @@ def _batch_dependent(network: nn.Module) -> bool:
     """
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "batch_dependent", False)
                for m in network.modules())
+
+
+def _power_iteration_on_first(micro: int, network: nn.Module) -> contextlib.AbstractContextManager:
+    """Let ``network``'s spectral-norm u/v advance in the first micro-batch of an update only.
+
+    Gradient accumulation splits one update into several passes over unchanged weights; freezing
+    u/v after the first keeps one power iteration per update (as without accumulation) and gives
+    every micro-batch the same σ, as one pass over the whole batch would.
+    """
+    return frozen_spectral_norm(network) if micro > 0 else contextlib.nullcontext()
 
 
 def _cat_labels(real: torch.Tensor | None, fake: torch.Tensor | None) -> torch.Tensor | None:

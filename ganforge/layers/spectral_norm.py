@@ -42,6 +42,7 @@ __all__ = [
     "frozen_spectral_norm",
     "refresh_spectral_norm",
     "spectral_norm_modules",
+    "buffers_outside_spectral_norm",
     "sigma_estimates",
 ]
 
@@ -97,6 +98,12 @@ def spectral_norm_modules(module: nn.Module) -> Iterator[_SpectralNorm]:
     for sub in module.modules():
         if isinstance(sub, _SpectralNorm):
             yield sub
+
+
+def buffers_outside_spectral_norm(module: nn.Module) -> list[torch.Tensor]:
+    """``module``'s buffers except the power-iteration ``u``/``v`` (e.g. batch-norm statistics), in order."""
+    vectors = {id(buffer) for layer in spectral_norm_modules(module) for buffer in layer.buffers()}
+    return [buffer for buffer in module.buffers() if id(buffer) not in vectors]
 
 
 @contextlib.contextmanager
