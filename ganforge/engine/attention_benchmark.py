@@ -129,7 +129,7 @@ def _measure_one(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tenso
             result = step()
         times = []
         for _ in range(repeats):
-            times.append(_time(step, cuda=cuda, device=x.device))
+            times.append(_time(step, cuda=cuda))
     except torch.OutOfMemoryError:
         if cuda:
             torch.cuda.empty_cache()
@@ -137,17 +137,14 @@ def _measure_one(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tenso
     return AttentionRow(size=size, kernel=kernel, ms=statistics.median(times) * 1e3, peak_memory_bytes=peak), result
 
 
-def _time(step: Any, *, cuda: bool, device: torch.device) -> float:
-    if not cuda:
-        start = time.perf_counter()
-        step()
-        return time.perf_counter() - start
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
+def _time(step: Any, *, cuda: bool) -> float:
+    if cuda:
+        from .benchmark import cuda_seconds
+
+        return cuda_seconds(step)
+    start = time.perf_counter()
     step()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
+    return time.perf_counter() - start
 
 
 def format_attention_table(report: AttentionReport) -> str:

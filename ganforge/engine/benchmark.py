@@ -257,15 +257,18 @@ def matmul_peak_tflops(device: torch.device, *, size: int = 8192, repeats: int =
     b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
+    times = [cuda_seconds(lambda: a @ b) for _ in range(repeats)]
     return 2 * size**3 / statistics.median(times) / 1e12
+
+
+def cuda_seconds(run: Any) -> float:
+    """Device time of one call of ``run``, from CUDA events around it."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 def _sync(device: torch.device) -> None:

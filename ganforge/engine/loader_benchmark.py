@@ -6,6 +6,7 @@ training step's images/s starves the GPU.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,6 @@ class LoaderReport:
     settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        import os
-
         from .benchmark import environment
 
         return {**environment(), "cpu_cores": os.cpu_count(), "settings": self.settings, "rows": self.rows}
@@ -43,8 +42,6 @@ def measure_loader_of(blueprint: str, *, overrides: list[str], repeats: int, war
 
 
 def format_loader_table(report: LoaderReport) -> str:
-    import os
-
     s = report.settings
     lines = [f"data loader alone: {s['dataset']} at {s['resolution']}², batch {s['batch_size']}, "
              f"{os.cpu_count()} CPU cores; median of repeats after warm-up (compare with the step's img/s)",
