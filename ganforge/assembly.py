@@ -39,6 +39,10 @@ class LayerInfo:
     params: int
     settings: dict[str, Any]
     takes_labels: bool
+    param_bytes: int = 0   # parameters' bytes, counted on the meta device
+    buffer_bytes: int = 0  # buffers' bytes (batch-norm statistics, spectral-norm u/v, ...)
+    # setting name -> the blueprint key that sets it (the component's own key, or its network's defaults)
+    setting_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -50,6 +54,10 @@ class NetworkPlan:
     layers: list[LayerInfo] = field(default_factory=list)
     _builders: list[tuple["Component", dict[str, Any], dict[str, Any]]] = field(default_factory=list, repr=False)
     init: tuple["Component", dict[str, Any]] | None = None
+    # the blueprint key that sets the input's first dimension (latent_dim, data.channels)
+    input_key: str = ""
+    # set by ``assemble``: the whole assembly, so that the first training build checks both networks
+    _assembly: "Assembly | None" = field(default=None, repr=False)
 
     @property
     def output_shape(self) -> Shape:
@@ -63,8 +71,27 @@ class NetworkPlan:
     def attention(self) -> list[LayerInfo]:
         return [layer for layer in self.layers if "attention" in layer.component]
 
-    def build(self, device: torch.device | str = "cpu", *, initialise: bool = True) -> "Network":
-        """Allocate the real network (on ``device``) and apply the blueprint's init scheme."""
+    @property
+    def param_bytes(self) -> int:
+        return sum(layer.param_bytes for layer in self.layers)
+
+    @property
+    def buffer_bytes(self) -> int:
+        return sum(layer.buffer_bytes for layer in self.layers)
+
+    def build(self, device: torch.device | str = "cpu", *, initialise: bool = True,
+              check_memory: bool = True) -> "Network":
+        """Allocate the real network (on ``device``) and apply the blueprint's init scheme.
+
+        First, unless ``check_memory`` is false, refuse with a GanforgeError when the network does
+        not fit in what ``device`` has (see ``memory_estimate``): a fresh, initialised network is
+        for training, so the first such build checks the training footprint of both networks; a
+        restored one (``initialise=False``) checks its own weights.
+        """
+        if check_memory:
+            from .memory_estimate import check_build
+
+            check_build(self, device, training=initialise)
         with torch.device(device):
             modules = [component.build(settings, context) for component, settings, context in self._builders]
         network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
@@ -127,11 +154,16 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
                                                 defaults=spec.defaults)
         used_defaults.update(k for k in spec.defaults if k in component.schema.model_fields)
         context = _context_for(component, shape, num_classes, loaded, path)
-        out_shape, params, wants_labels = _probe(component, settings, context, shape, num_classes, loaded, path)
+        out_shape, params, wants_labels, param_bytes, buffer_bytes = _probe(
+            component, settings, context, shape, num_classes, loaded, path)
         plan._builders.append((component, settings, context))
+        own = item.settings if isinstance(item.settings, dict) else {}
+        setting_keys = {key: (join_path(path, key) if key in own or key not in spec.defaults
+                              else join_path(role, "defaults", key)) for key in settings}
         plan.layers.append(LayerInfo(index=len(plan.layers), component=component.name, kind=component.kind,
                                      path=path, input_shape=shape, output_shape=out_shape, params=params,
-                                     settings=settings, takes_labels=wants_labels))
+                                     settings=settings, takes_labels=wants_labels, param_bytes=param_bytes,
+                                     buffer_bytes=buffer_bytes, setting_keys=setting_keys))
         shape = out_shape
 
     for path, item in items:
@@ -179,8 +211,8 @@ def _context_for(component: "Component", shape: Shape, num_classes: int, loaded:
 
 
 def _probe(component: "Component", settings: dict[str, Any], context: dict[str, Any], shape: Shape,
-           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool]:
-    """Build on the meta device and run one forward: output shape and parameter count, no weights."""
+           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool, int, int]:
+    """Build on the meta device and run one forward: output shape, parameter count and bytes, no weights."""
     try:
         with torch.device("meta"):
             module = component.build(settings, context)
@@ -194,7 +226,9 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
     if not isinstance(out, torch.Tensor):
         raise loaded.error(f"{component.name!r} returned {type(out).__name__}, not a tensor", path)
     params = sum(p.numel() for p in module.parameters())
-    return tuple(out.shape[1:]), params, wants_labels
+    param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
+    return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes
 
 
 def _fmt(shape: Shape) -> str:
@@ -208,6 +242,8 @@ class Assembly:
     loaded: LoadedBlueprint
     generator: NetworkPlan
     discriminator: NetworkPlan
+    # devices whose training footprint (both networks) has been checked by a first build
+    _training_checked: set[str] = field(default_factory=set, repr=False)
 
 
 def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assembly:
@@ -219,6 +255,7 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
     num_classes = bp.data.num_classes
     generator = plan_network(loaded, "generator", input_shape=(bp.generator.latent_dim,),
                              num_classes=num_classes, registry=registry)
+    generator.input_key = "generator.latent_dim"
     if generator.output_shape != image:
         raise loaded.error(
             f"the generator produces {_fmt(generator.output_shape)} images but the data is {_fmt(image)} "
@@ -227,9 +264,12 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
         )
     discriminator = plan_network(loaded, "discriminator", input_shape=image, num_classes=num_classes,
                                  registry=registry)
+    discriminator.input_key = "data.channels"
     if discriminator.output_shape != (1,):
         raise loaded.error(
             f"the discriminator must output one logit per image (shape 1), but outputs {_fmt(discriminator.output_shape)}",
             "discriminator.head", across_keys=True,
         )
-    return Assembly(loaded=loaded, generator=generator, discriminator=discriminator)
+    assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator)
+    generator._assembly = discriminator._assembly = assembly
+    return assembly

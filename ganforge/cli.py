@@ -239,13 +239,15 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
 
         from .engine.distributed import choose_device
         from .engine.restore import restore
-        from .evaluation import evaluate_generator
+        from .evaluation import check_evaluation, evaluate_generator
         from .standing_stats import seeded_standing_statistics
 
         names = [m.strip() for m in metrics.split(",") if m.strip()]
         if not names:
             raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
         dev = choose_device(device)
+        # metric names, Inception weights and --reference first: a bad one fails in seconds, not after generating
+        check_evaluation(names, reference=reference, inception=inception, device=dev)
         run = restore(target, device=dev, prefer_ema=not raw)
         bp = run.loaded.blueprint
         statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,

@@ -18,7 +18,7 @@ from .errors import GanforgeError
 from .generation import generate
 from .registry import default_registry
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from .data.prepare import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
 
 
 @dataclass
@@ -65,12 +65,17 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         finally:
             network.train(was_training)
 
+    source = None
+    if extractor is not None and any(metric.needs_real for metric in built if id(metric) not in own):
+        source = _reference_source(loaded, reference=reference, n=n)  # a bad reference fails before generating
+        needs_features = [m.name for m in built if id(m) not in own and m.needs_real and m.name != "fid"]
+        if not isinstance(source, _Source) and isinstance(source[0], tuple) and needs_features:
+            raise GanforgeError(_STATS_ONLY.format(name=needs_features[0]))
     fake, fake_logits = generated_features(extractor, "generated") if extractor is not None else (None, None)
     real, real_stats, reference_text = None, None, "none needed"
-    if extractor is not None and any(metric.needs_real for metric in built if id(metric) not in own):
-        real, real_stats, reference_text = reference_features_for(loaded, reference=reference, n=n,
-                                                                  extractor=extractor, batch_size=batch_size,
-                                                                  progress=progress)
+    if source is not None:
+        real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
+                                                               batch_size=batch_size, progress=progress)
     values: dict[str, float] = {}
     detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
     for metric in built:
@@ -82,8 +87,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
             values.update(bound.compute(real=None, fake=detected[key]))
             continue
         if metric.needs_real and real is None and metric.name != "fid":
-            raise GanforgeError(f"metric {metric.name}: the reference holds only mean and covariance; it needs "
-                                "reference features (an .npz with `features`, or a folder of images)")
+            raise GanforgeError(_STATS_ONLY.format(name=metric.name))
         values.update(metric.compute(real=real, fake=fake, fake_logits=fake_logits, real_stats=real_stats))
     features = ([extractor.description] if extractor is not None else []) + list(detected)
     protocol = {
@@ -97,44 +101,152 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     return Evaluation(values=values, protocol=protocol)
 
 
+_STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it needs reference features "
+               "(an .npz with `features`, or a folder of images)")
+
+
+def check_evaluation(metrics: list[str], *, reference: str | None, inception: str | None,
+                     device: torch.device | str = "cpu") -> None:
+    """What ``evaluate`` checks before it loads a checkpoint or generates an image; raises ``GanforgeError``.
+
+    The metric names; the Inception weights, when a metric needs them (loaded now: ``load_inception``
+    keeps them for the evaluation); ``--reference`` when one is given and needed: a readable statistics
+    or features file (features when a metric other than FID needs the reference), or a folder with at
+    least one readable image.
+    """
+    registry = default_registry()
+    built = [registry.get("metric", name).build({}) for name in metrics]
+    inception_metrics = [metric for metric in built if getattr(metric, "needs_inception_features", True)]
+    if not inception_metrics:
+        return
+    from .metrics.inception import load_inception
+
+    load_inception(inception, device=device)
+    if reference is None or not any(metric.needs_real for metric in inception_metrics):
+        return
+    found = check_reference(reference)
+    if isinstance(found, tuple):
+        for metric in inception_metrics:
+            if metric.needs_real and metric.name != "fid":
+                raise GanforgeError(_STATS_ONLY.format(name=metric.name))
+
+
+def check_reference(reference: str) -> Any:
+    """The loaded ``--reference`` file (see ``load_reference_file``), or the image paths of a folder.
+
+    A folder must hold at least one image that decodes (the first readable one is found by trying them
+    in order); a missing path, an unlistable folder or an unreadable file raises ``GanforgeError``.
+    """
+    from .data.imagefolder import UNREADABLE, open_image
+
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return _load_reference_file(path)
+    if not path.is_dir():
+        raise GanforgeError(f"--reference {reference}: no such folder or statistics file")
+    paths = reference_images(path)
+    for candidate in paths:
+        try:
+            open_image(candidate, mode="RGB")
+            return paths
+        except UNREADABLE:
+            continue
+    raise GanforgeError(f"--reference {reference}: none of its {len(paths)} image files can be read "
+                        "(empty, corrupt, or over the pixel limit)")
+
+
+def reference_images(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (any layout; hidden entries skipped, each real folder once)."""
+    from .data.prepare import image_files
+
+    paths = image_files(folder)
+    if not paths:
+        raise GanforgeError(f"--reference {folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+_loaded_files: dict[tuple[str, int, int], Any] = {}
+
+
+def _load_reference_file(path: Path) -> Any:
+    """``load_reference_file``, kept for the last file so the up-front check does not read it twice."""
+    from .metrics.reference import load_reference_file
+
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise GanforgeError(f"cannot read reference file {path}: {err.strerror or err}") from None
+    key = (str(path.resolve()), info.st_mtime_ns, info.st_size)
+    if key not in _loaded_files:
+        loaded = load_reference_file(path)
+        _loaded_files.clear()
+        _loaded_files[key] = loaded
+    return _loaded_files[key]
+
+
 def reference_features_for(loaded: LoadedBlueprint, *, reference: str | None, n: int, extractor: Any,
                            batch_size: int, progress: bool) -> tuple[torch.Tensor | None, Any, str]:
     """Features (or mean/cov) of the reference set: a stats file, a folder of images, or the training data."""
-    from .metrics.reference import default_cache_dir, load_reference_file, reference_features
+    return _reference_features(_reference_source(loaded, reference=reference, n=n), n=n, extractor=extractor,
+                               batch_size=batch_size, progress=progress)
+
+
+@dataclass
+class _Source:
+    dataset: Any
+    key: dict[str, Any]
+    cache: Path
+    description: str
+
+
+def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int) -> Any:
+    """A ready reference: the loaded file (tensor or (mu, sigma)) or a ``_Source`` dataset; nothing extracted."""
+    from .metrics.reference import default_cache_dir
 
     bp = loaded.blueprint
-    if reference is not None and Path(reference).is_file():
-        loaded_ref = load_reference_file(Path(reference))
-        if isinstance(loaded_ref, tuple):
-            return None, loaded_ref, f"statistics file {reference} (mean and covariance only)"
-        return loaded_ref, None, f"features file {reference} ({loaded_ref.shape[0]} images)"
+    if reference is not None and Path(reference).expanduser().is_file():
+        return _load_reference_file(Path(reference).expanduser()), reference
     if reference is not None:
-        folder = Path(reference)
-        if not folder.is_dir():
-            raise GanforgeError(f"--reference {reference}: no such folder or statistics file")
-        dataset = ImageFiles(folder, resolution=bp.data.resolution, channels=bp.data.channels)
+        folder = Path(reference).expanduser()
+        paths = check_reference(reference)
+        dataset = ImageFiles(folder, resolution=bp.data.resolution, channels=bp.data.channels, paths=paths)
         key = {"reference": str(folder.resolve()), "resolution": bp.data.resolution, "n": n}
         cache = default_cache_dir(str(folder))
         description = f"folder {folder} ({min(n, len(dataset))} of {len(dataset)} images, resized and centre-cropped " \
                       f"to {bp.data.resolution}, no flip)"
-    else:
-        registry = default_registry()
-        settings = bp.data.component_settings()
-        component = registry.get("dataset", bp.data.type)
-        if "flip" in component.schema.model_fields:
-            settings["flip"] = False  # reference statistics are of the data, not of its augmentation
-        try:
-            dataset = component.build(settings)
-        except GanforgeError as err:
-            raise GanforgeError(f"the run's training data is the default reference and cannot be read: {err}; "
-                                "pass --reference DIR or a statistics file") from None
-        key = {"dataset": bp.data.type, "settings": _plain(settings), "n": n}
-        cache = default_cache_dir(settings.get("root"))
-        description = (f"training data ({bp.data.type}, {min(n, len(dataset))} of {len(dataset)} images, "
-                       f"resolution {bp.data.resolution}, no flip)")
-    features = reference_features(dataset, n=n, extractor=extractor, cache_dir=cache, key=key,
-                                  batch_size=batch_size, progress=progress)
-    return features, None, f"{description}; cached in {cache}"
+        return _Source(dataset, key, cache, description)
+    registry = default_registry()
+    settings = bp.data.component_settings()
+    component = registry.get("dataset", bp.data.type)
+    if "flip" in component.schema.model_fields:
+        settings["flip"] = False  # reference statistics are of the data, not of its augmentation
+    try:
+        dataset = component.build(settings)
+    except GanforgeError as err:
+        raise GanforgeError(f"the run's training data is the default reference and cannot be read: {err}; "
+                            "pass --reference DIR or a statistics file") from None
+    key = {"dataset": bp.data.type, "settings": _plain(settings), "n": n}
+    cache = default_cache_dir(settings.get("root"))
+    description = (f"training data ({bp.data.type}, {min(n, len(dataset))} of {len(dataset)} images, "
+                   f"resolution {bp.data.resolution}, no flip)")
+    return _Source(dataset, key, cache, description)
+
+
+def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
+                        progress: bool) -> tuple[torch.Tensor | None, Any, str]:
+    from .metrics.reference import reference_features
+
+    if not isinstance(source, _Source):
+        loaded_ref, reference = source
+        if isinstance(loaded_ref, tuple):
+            return None, loaded_ref, f"statistics file {reference} (mean and covariance only)"
+        return loaded_ref, None, f"features file {reference} ({loaded_ref.shape[0]} images)"
+    report: dict[str, Any] = {}
+    features = reference_features(source.dataset, n=n, extractor=extractor, cache_dir=source.cache, key=source.key,
+                                  batch_size=batch_size, progress=progress, report=report)
+    skipped = report.get("skipped", 0)
+    note = f", {skipped} unreadable files skipped" if skipped else ""
+    return features, None, f"{source.description}{note}; cached in {source.cache}"
 
 
 def _plain(value: Any) -> Any:
@@ -148,12 +260,10 @@ def _plain(value: Any) -> Any:
 class ImageFiles:
     """Every image file under a folder (any layout), resized and centre-cropped, in [-1, 1]."""
 
-    def __init__(self, folder: Path, *, resolution: int, channels: int) -> None:
+    def __init__(self, folder: Path, *, resolution: int, channels: int, paths: list[Path] | None = None) -> None:
         from .data.imagefolder import colour_mode, image_transform
 
-        self.paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.paths:
-            raise GanforgeError(f"--reference {folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        self.paths = paths if paths is not None else reference_images(folder)
         self.mode = colour_mode(channels)
         self.transform = image_transform(resolution, channels, flip=False)
 
@@ -161,7 +271,7 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
+        """Raises one of ``imagefolder.UNREADABLE`` for a bad file; the reference extraction skips and counts it."""
+        from .data.imagefolder import open_image
 
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert(self.mode)), 0
+        return self.transform(open_image(self.paths[index], mode=self.mode)), 0

@@ -7,16 +7,22 @@ Each entry point names one component as ``KIND.NAME`` and points at its object::
 
 Metadata is read once; a plugin's code is imported only when a blueprint names one of
 its components that no built-in provides, or when everything is listed. A plugin that
-fails to import or register is recorded as broken and reported; the rest keeps working.
+fails to import or register (an exception, ``sys.exit()``, or a component that breaks its
+kind's contract, see ``ganforge.contracts``) is recorded as broken and reported; the rest keeps
+working. A plugin never replaces a built-in: the short name stays the built-in's, and
+``DIST:NAME`` (``my-pkg:hinge``) selects a particular plugin's component.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from .contracts import ContractError
 from .errors import CollisionError, RegistryError
 
 if TYPE_CHECKING:
@@ -24,6 +30,13 @@ if TYPE_CHECKING:
 
 GROUP = "ganforge.plugins"
 DISABLE_ENV = "GANFORGE_DISABLE_PLUGINS"
+QUALIFIER = ":"
+"""``DIST:NAME`` names the component ``NAME`` of the installed distribution ``DIST`` explicitly."""
+
+
+def normalize(distribution: str) -> str:
+    """A distribution name as pip compares them (PEP 503): ``My_Pkg`` and ``my-pkg`` are one package."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def plugins_disabled() -> bool:
@@ -45,6 +58,10 @@ class PluginEntry:
         return f"plugin {self.distribution} {self.version}".strip()
 
     @property
+    def qualified_name(self) -> str:
+        return f"{normalize(self.distribution)}{QUALIFIER}{self.name}"
+
+    @property
     def label(self) -> str:
         return f"{self.kind}.{self.name} = {self.value}"
 
@@ -56,6 +73,7 @@ class PluginIndex:
     entries: dict[tuple[str, str], list[PluginEntry]] = field(default_factory=dict)
     broken: list["BrokenPlugin"] = field(default_factory=list)
     _failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    _warned: set[tuple[str, str, str]] = field(default_factory=set)
 
     @classmethod
     def discover(cls) -> "PluginIndex":
@@ -94,47 +112,99 @@ class PluginIndex:
         return iter(self.entries)
 
     def provides(self, kind: str, name: str) -> bool:
+        if QUALIFIER in name:
+            dist, _, short = name.partition(QUALIFIER)
+            return self._entry_of(kind, dist, short) is not None
         return (kind, name) in self.entries
 
     def check_no_shadowing(self, kind: str, name: str, builtin: "Component") -> None:
-        """A plugin claiming a built-in's name is a collision, never a silent override."""
+        """A plugin claiming a built-in's name never replaces it: the short name stays the built-in's.
+
+        Warns once (one line on stderr) naming both, and how to pick the plugin's version.
+        """
         for entry in self.entries.get((kind, name), []):
-            if entry.value != builtin.qualname:
-                raise CollisionError(
-                    f"{kind} {name!r} is registered by {builtin.origin} ({builtin.qualname}) "
-                    f"and also claimed by {entry.origin} ({entry.value}); uninstall one or rename it"
-                )
+            if entry.value == builtin.qualname or (kind, name, entry.distribution) in self._warned:
+                continue
+            self._warned.add((kind, name, entry.distribution))
+            print(
+                f"warning: {entry.origin} also registers {kind} {name!r} ({entry.value}); {name!r} stays the "
+                f"{builtin.origin} one ({builtin.qualname}), write {entry.qualified_name!r} for the plugin's",
+                file=sys.stderr,
+            )
 
     def load(self, kind: str, name: str, registry: "Registry") -> None:
-        """Import the one plugin object that provides ``kind``/``name`` and register it."""
+        """Import the plugin object that provides ``kind``/``name`` and register it.
+
+        ``name`` is a short name (``hinge``), provided by exactly one plugin, or a qualified
+        one (``DIST:NAME``) that picks one plugin's component.
+        """
+        if QUALIFIER in name:
+            dist, _, short = name.partition(QUALIFIER)
+            entry = self._entry_of(kind, dist, short)
+            if entry is None:
+                return  # the registry reports the unknown name
+            self._load_entry(kind, entry.qualified_name, entry, registry)
+            return
         key = (kind, name)
         if key in self._failed:
             raise RegistryError(self._failed[key])
         candidates = self.entries[key]
         if len({c.value for c in candidates}) > 1:
-            message = f"{kind} {name!r} is claimed by several plugins: " + "; ".join(
-                f"{c.origin} ({c.value})" for c in candidates
+            # The package that registered the name second is the one colliding; name the first too.
+            culprit = candidates[-1]
+            others = "; ".join(f"{c.origin} ({c.value})" for c in candidates[:-1])
+            choices = " or ".join(repr(c.qualified_name) for c in candidates)
+            message = (
+                f"{culprit.origin} ({culprit.value}) registers {kind} {name!r}, already registered by {others}; "
+                f"write {choices} to pick one"
             )
-            self._fail(key, candidates[0], message)
+            self._fail(key, culprit, message)
             raise CollisionError(message)
-        entry = candidates[0]
+        self._load_entry(kind, name, candidates[0], registry)
+
+    def _load_entry(self, kind: str, name: str, entry: PluginEntry, registry: "Registry") -> None:
+        from .contracts import check_contract
+
+        key = (kind, name)
+        if key in self._failed:
+            raise RegistryError(self._failed[key])
         try:
-            obj = metadata.EntryPoint(name=f"{kind}.{name}", value=entry.value, group=GROUP).load()
+            obj = metadata.EntryPoint(name=f"{entry.kind}.{entry.name}", value=entry.value, group=GROUP).load()
+            check_contract(kind, obj)
             registry.add(kind, name, obj, origin=entry.origin)
-        except Exception as err:  # a broken plugin must not take the host down
-            message = f"{entry.origin} failed to load {entry.label}: {type(err).__name__}: {err}"
+        except (Exception, SystemExit) as err:  # a broken plugin must not take the host down (Ctrl-C still does)
+            if isinstance(err, SystemExit):
+                reason = f"called sys.exit({err.code!r}) while loading"
+            elif isinstance(err, ContractError):
+                reason = f"breaks the {kind} contract: {err}"
+            else:
+                reason = f"{type(err).__name__}: {err}"
+            message = f"{entry.origin} failed to load {entry.label}: {reason}"
             self._fail(key, entry, message)
             raise RegistryError(message) from err
 
     def load_all(self, registry: "Registry") -> None:
         for kind, name in list(self.entries):
-            if (kind, name) in self._failed:
-                continue
-            try:
-                registry.get(kind, name)
-            except RegistryError as err:
-                if (kind, name) not in self._failed:  # e.g. a plugin shadowing a built-in
-                    self._fail((kind, name), self.entries[(kind, name)][0], str(err))
+            candidates = self.entries[(kind, name)]
+            if (kind, name) not in self._failed:
+                try:
+                    registry.get(kind, name)
+                except RegistryError as err:
+                    if (kind, name) not in self._failed:
+                        self._fail((kind, name), candidates[-1], str(err))
+            if len(candidates) > 1 or registry.shadows_builtin(kind, name):
+                for entry in candidates:  # each still selectable by its qualified name
+                    try:
+                        registry.get(kind, entry.qualified_name)
+                    except RegistryError:
+                        pass  # recorded in self.broken
+
+    def _entry_of(self, kind: str, dist: str, name: str) -> PluginEntry | None:
+        wanted = normalize(dist)
+        for entry in self.entries.get((kind, name), []):
+            if normalize(entry.distribution) == wanted:
+                return entry
+        return None
 
     def _fail(self, key: tuple[str, str], entry: PluginEntry, message: str) -> None:
         from .registry import BrokenPlugin

@@ -51,6 +51,8 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
 )
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+QUALIFIED_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*:[a-z][a-z0-9_]*$")
+"""``DIST:NAME``: a plugin's component picked by its (normalised) distribution name, e.g. ``my-pkg:hinge``."""
 
 T = TypeVar("T")
 
@@ -226,7 +228,7 @@ class Registry:
     def add(self, kind: str, name: str, obj: Callable[..., Any], *, origin: str | None = None) -> Component:
         """Register ``obj``; the same object again is a no-op, a different one an error."""
         _check_kind(kind)
-        if not NAME_PATTERN.match(name):
+        if not (NAME_PATTERN.match(name) or QUALIFIED_PATTERN.match(name)):
             raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
         check_signature(obj)
         origin = origin or _origin_of(obj)
@@ -245,12 +247,21 @@ class Registry:
 
     # -- lookup -------------------------------------------------------------
     def get(self, kind: str, name: str) -> Component:
-        """The component ``name`` of ``kind``; plugins are consulted only if no built-in matches."""
+        """The component ``name`` of ``kind``; plugins are consulted only if no built-in matches.
+
+        A short name always means the built-in when there is one (a plugin claiming it gets a
+        warning); ``DIST:NAME`` picks the component ``NAME`` of the plugin distribution ``DIST``.
+        """
         _check_kind(kind)
         self._load_builtins()
+        if ":" in name:  # DIST:NAME, with the distribution name compared as pip does
+            from .plugins import normalize
+
+            dist, _, short = name.partition(":")
+            name = f"{normalize(dist)}:{short}"
         found = self._entries.get((kind, name))
         if found is not None:
-            if self.plugin_source is not None:
+            if self.plugin_source is not None and ":" not in name:
                 self.plugin_source.check_no_shadowing(kind, name, found)
             return found
         if self.plugin_source is not None and self.plugin_source.provides(kind, name):
@@ -306,10 +317,23 @@ class Registry:
             (
                 c
                 for (k, n), c in self._entries.items()
-                if (kind is None or k == kind) and fnmatch.fnmatchcase(n, pattern)
+                if (kind is None or k == kind) and fnmatch.fnmatchcase(n, pattern) and not self._duplicate(c)
             ),
             key=lambda c: (KINDS.index(c.kind), c.name),
         )
+
+    def shadows_builtin(self, kind: str, name: str) -> bool:
+        """Whether ``kind``/``name`` is taken by a built-in (or in-process ``@register``), not a plugin."""
+        self._load_builtins()
+        found = self._entries.get((kind, name))
+        return found is not None and not found.origin.startswith("plugin ")
+
+    def _duplicate(self, component: Component) -> bool:
+        """A qualified entry for the same object that its short name already lists."""
+        if ":" not in component.name:
+            return False
+        short = self._entries.get((component.kind, component.name.partition(":")[2]))
+        return short is not None and short.obj is component.obj
 
     @property
     def broken_plugins(self) -> list[BrokenPlugin]:

@@ -18,3 +18,26 @@ def run_ganforge(*args: str, env: dict[str, str] | None = None, cwd: Path | None
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ganforge", *map(str, args)], capture_output=True, text=True,
                           env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+def assert_clean_failure(result, *, mentions: tuple[str, ...] = (), seconds: float | None = None,
+                         elapsed: float | None = None) -> str:
+    """The hostile-input contract: exit 2, exactly one line on stderr, no traceback.
+
+    ``result`` is click's Result or a CompletedProcess. Returns the line so a test can check
+    what it names; ``mentions`` must all appear in it. ``elapsed`` checked against ``seconds``.
+    """
+    code = getattr(result, "exit_code", None)
+    if code is None:
+        code = result.returncode
+    stderr = result.stderr or ""
+    output = getattr(result, "output", "") or ""
+    assert code == 2, f"exit {code}, stderr: {stderr!r}"
+    assert "Traceback" not in stderr and "Traceback" not in output, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    for word in mentions:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    if seconds is not None and elapsed is not None:
+        assert elapsed < seconds, f"took {elapsed:.1f} s (limit {seconds} s)"
+    return lines[0]

@@ -6,10 +6,8 @@ import copy
 import re
 from typing import Any
 
-import yaml
-
 from ..errors import BlueprintError, join_path
-from .loading import Origins, record_origins
+from .loading import Origins, load_yaml_text, record_origins
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^\d+$")
 
@@ -28,11 +26,11 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         raise BlueprintError(f"bad --set key {key!r}: use dotted names and list indices, e.g. generator.blocks.3.channels",
                              file="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or "not valid YAML"
-        raise BlueprintError(f"bad --set value {raw!r}: {problem}", file="--set",
-                             path=join_path(*[int(p) if p.isdigit() else p for p in parts])) from err
+        value = load_yaml_text(raw, file="--set") if raw.strip() else ""  # bounded like a blueprint file
+    except BlueprintError as err:
+        shown = raw if len(raw) <= 80 else raw[:77] + "..."
+        raise BlueprintError(f"bad --set value {shown!r}: {err.message}", file="--set",
+                             path=join_path(*[int(p) if p.isdigit() else p for p in parts])) from None
     return [int(p) if p.isdigit() else p for p in parts], value
 
 

@@ -31,8 +31,13 @@ class ComponentSpec(BaseModel):
     @field_validator("type")
     @classmethod
     def _plain_name(cls, value: str) -> str:
+        from ..registry import QUALIFIED_PATTERN  # DIST:NAME, a plugin's component picked explicitly
+
+        if QUALIFIED_PATTERN.match(value):
+            return value
         if not value or not value.replace("_", "a").isalnum() or not value[0].isalpha() or value.lower() != value:
-            raise ValueError(f"{value!r} is not a component name (lowercase letters, digits and '_')")
+            raise ValueError(f"{value!r} is not a component name (lowercase letters, digits and '_', "
+                             "or DIST:NAME for a plugin's component)")
         return value
 
 

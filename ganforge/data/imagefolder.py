@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,42 @@ from pydantic import Field
 
 from ..errors import GanforgeError
 from ..registry import register
+
+MAX_PIXELS = 89_478_485
+"""Default ``data.max_pixels``: PIL's own ``Image.MAX_IMAGE_PIXELS`` (about 9459²). A larger image (a
+decompression bomb, such as a 30000×30000 PNG a few KB on disk) is unreadable to ganforge: skipped and
+counted like a corrupt file, never decoded. PIL's own limit (``Image.MAX_IMAGE_PIXELS``) applies too, warning
+range included: the effective limit is the smaller of the two."""
+
+UNREADABLE = (OSError, ValueError, SyntaxError)
+"""What reading a truncated, corrupt or oversized image file raises (``UnreadableImage`` is an ``OSError``)."""
+
+
+class UnreadableImage(OSError):
+    """An image file ganforge will not decode: over the pixel limit (a decompression bomb)."""
+
+
+def open_image(path: str | os.PathLike[str], *, mode: str, max_pixels: int = MAX_PIXELS) -> Any:
+    """``path`` decoded and converted to PIL ``mode``; raises one of ``UNREADABLE`` for any bad file.
+
+    Images over ``max_pixels``, or over PIL's ``Image.MAX_IMAGE_PIXELS`` (where PIL only warns, below twice
+    that, or raises ``DecompressionBombError``), raise ``UnreadableImage`` before any pixel is decoded. The
+    warning filter is changed only inside this call.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UnreadableImage(f"{path}: {width}×{height} = {width * height} pixels, over the limit of "
+                                          f"{max_pixels} (data.max_pixels)")
+                return image.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UnreadableImage(f"{path}: {err}") from None
 
 
 class SkippingImageFolder:
@@ -34,7 +71,7 @@ class SkippingImageFolder:
             try:
                 image, label = self.folder[(index + skipped) % len(self.folder)]
                 return image, label, torch.tensor(skipped)
-            except (OSError, ValueError, SyntaxError):  # what PIL raises for truncated or corrupt files
+            except UNREADABLE:  # truncated, corrupt or oversized files
                 continue
         raise GanforgeError(f"64 unreadable images in a row near {self.folder.samples[index][0]}: is data.root right?")
 
@@ -42,13 +79,15 @@ class SkippingImageFolder:
 @register("dataset", "imagefolder")
 def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=4)],
                 channels: Annotated[int, Field(ge=1, le=4)] = 3, num_classes: Annotated[int, Field(ge=0)] = 0,
-                flip: bool = True, max_skipped: Annotated[int, Field(ge=0)] = 1000) -> object:
+                flip: bool = True, max_skipped: Annotated[int, Field(ge=0)] = 1000,
+                max_pixels: Annotated[int, Field(ge=1)] = MAX_PIXELS) -> object:
     """A folder of class sub-folders, resized and centre-cropped to ``resolution`` (images in [-1, 1]).
 
     With ``num_classes: 0`` a flat folder of images (e.g. CelebA's img_align_celeba) also works,
     every image labelled 0. Hidden files and folders (such as ``.ganforge_stats``) are never read
-    and never count as classes, exactly as in ``ganforge prepare``. Unreadable images are skipped
-    and counted; more than ``max_skipped`` stops the run.
+    and never count as classes, exactly as in ``ganforge prepare``; symlinked folders are followed,
+    each real folder read once (a link loop adds nothing). Unreadable images (corrupt, truncated, or over
+    ``max_pixels`` pixels: see ``MAX_PIXELS``) are skipped and counted; more than ``max_skipped`` stops the run.
     """
     if not root:
         raise GanforgeError("data.root is not set: pass --set data.root=/path/to/train (one sub-folder per class, "
@@ -76,7 +115,7 @@ def imagefolder(*, root: str | None = None, resolution: Annotated[int, Field(ge=
             f"data.root {root!r} has {len(classes)} class folders but data.num_classes is {num_classes}"
         )
     folder = _Folder(samples, classes=classes, transform=image_transform(resolution, channels, flip=flip),
-                     loader=_Loader(colour_mode(channels)))
+                     loader=_Loader(colour_mode(channels), max_pixels=max_pixels))
     return SkippingImageFolder(folder, max_skipped=max_skipped)
 
 
@@ -132,12 +171,8 @@ def image_transform(resolution: int, channels: int, *, flip: bool) -> Any:
 class _Loader:
     """Open an image and convert it to the blueprint's channel mode (picklable for workers)."""
 
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
+    def __init__(self, mode: str, *, max_pixels: int = MAX_PIXELS) -> None:
+        self.mode, self.max_pixels = mode, max_pixels
 
     def __call__(self, path: str) -> Any:
-        from PIL import Image
-
-        with open(path, "rb") as handle:
-            image = Image.open(handle)
-            return image.convert(self.mode)
+        return open_image(path, mode=self.mode, max_pixels=self.max_pixels)

@@ -83,7 +83,10 @@ def list_images(root: Path, *, exclude: Path | None = None) -> Listing:
     files: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
         folders: list[tuple[str, list[str]]] = []
-        _walk(root / name, seen, folders)
+        try:
+            _walk(root / name, seen, folders)
+        except OSError as err:
+            raise GanforgeError(f"cannot list {str(root / name)!r}: {err.strerror or err}") from None
         for folder, names in sorted(folders):  # torchvision's order: sorted folders, then sorted names
             files += [(os.path.relpath(os.path.join(folder, n), root), label) for n in sorted(names)]
     return Listing(root=root, classes=classes, files=files)
@@ -108,6 +111,20 @@ def _walk(folder: Path, seen: set[tuple[int, int]], out: list[tuple[str, list[st
                     names.append(entry.name)
         stack += sorted(folders, reverse=True)  # a fixed visiting order decides which link path a folder gets
         out.append((here, names))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, any layout, sorted; hidden entries skipped.
+
+    Symlinked folders are followed, each real folder visited once (as in ``list_images``), so a
+    link loop cannot repeat files. An unreadable folder raises ``GanforgeError``.
+    """
+    found: list[tuple[str, list[str]]] = []
+    try:
+        _walk(Path(folder), set(), found)
+    except OSError as err:
+        raise GanforgeError(f"cannot list {str(folder)!r}: {err.strerror or err}") from None
+    return sorted(Path(here) / name for here, names in found for name in names)
 
 
 # --- one image -------------------------------------------------------------------------------------

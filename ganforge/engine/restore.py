@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -34,30 +36,46 @@ class RestoredRun:
         return network.eval()
 
 
-def find_checkpoint(target: str | Path) -> tuple[Path, dict]:
-    """``target`` is a checkpoint file, a run folder, or a run's ``checkpoints`` folder."""
+def warn_on_stderr(message: str) -> None:
+    print(message if message.startswith("warning:") else f"warning: {message}", file=sys.stderr)
+
+
+def find_checkpoint(target: str | Path, *, warn: Callable[[str], None] = warn_on_stderr) -> tuple[Path, dict]:
+    """``target`` is a checkpoint file, a run folder, or a run's ``checkpoints`` folder.
+
+    In a folder, the newest checkpoint that loads and matches its checksum; every newer one that
+    was skipped is named on ``warn`` (one line each) with the reason, so no command silently uses
+    an older checkpoint. When none loads, the reasons go into the one-line error instead.
+    """
     path = Path(target)
     if path.is_file():
         try:
-            return path, load_checkpoint(path)
+            return path, load_checkpoint(path, warn=warn)
         except Exception as err:
             raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        found = load_newest_valid(folder, report=lambda message: None)
+        messages: list[str] = []
+        found = load_newest_valid(folder, report=messages.append)
         if found is None:
-            raise GanforgeError(f"{path}: no readable checkpoint (looked in {folder})")
+            reasons = f" ({'; '.join(messages)})" if messages else ""
+            raise GanforgeError(f"{path}: no readable checkpoint (looked in {folder}){reasons}")
+        for message in messages:
+            if message.startswith("skipping"):
+                message = f"{message}; using {found[0].name}"
+            warn(message)
         return found
     raise GanforgeError(f"{path}: no such run folder or checkpoint file")
 
 
-def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True) -> RestoredRun:
+def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True,
+            warn: Callable[[str], None] = warn_on_stderr) -> RestoredRun:
     """Rebuild G (the EMA copy when there is one and ``prefer_ema``) in eval mode on ``device``.
 
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
     """
-    checkpoint, state = find_checkpoint(target)
+    checkpoint, state = find_checkpoint(target, warn=warn)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     loaded = validate_document(state["blueprint"], file=f"{checkpoint} (stored blueprint)")
     assembly = assemble(loaded, default_registry())

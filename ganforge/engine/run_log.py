@@ -6,28 +6,34 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from .samples import writing
 
 
 class RunLog:
     """Appends one JSON object per logged step to ``metrics.jsonl``."""
 
-    def __init__(self, path: Path, *, resume_from_step: int | None) -> None:
-        self.path = path
-        if resume_from_step is not None and path.exists():
-            # Entries past the checkpoint describe steps that will be trained again.
-            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= resume_from_step]
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text("".join(line + "\n" for line in kept))
-            temporary.replace(path)
-        elif resume_from_step is None and path.exists():
-            # A run that starts over keeps the old log beside the new one instead of erasing it.
-            path.replace(path.with_name(f"{path.stem}.before-{int(time.time())}{path.suffix}"))
-        self._tensorboard = _tensorboard_writer(path.parent / "tensorboard")
+    def __init__(self, path: Path, *, resume_from_step: int | None, note: str | Callable[[], str] = "") -> None:
+        """``note`` ends the one-line error a refused write raises (e.g. that checkpoints are intact)."""
+        self.path, self.note = path, note
+        with writing(path, "the metrics log", note=note):
+            if resume_from_step is not None and path.exists():
+                # Entries past the checkpoint describe steps that will be trained again.
+                kept = [line for line in path.read_text().splitlines() if _step_of(line) <= resume_from_step]
+                temporary = path.with_suffix(".tmp")
+                temporary.write_text("".join(line + "\n" for line in kept))
+                temporary.replace(path)
+            elif resume_from_step is None and path.exists():
+                # A run that starts over keeps the old log beside the new one instead of erasing it.
+                path.replace(path.with_name(f"{path.stem}.before-{int(time.time())}{path.suffix}"))
+        with writing(path.parent / "tensorboard", "TensorBoard logs to", note=note):
+            self._tensorboard = _tensorboard_writer(path.parent / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        with writing(self.path, "the metrics log", note=self.note):
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
         if self._tensorboard is not None:
             step = record["step"]
             for key, value in _flatten(record).items():

@@ -30,7 +30,7 @@ from .checkpoints import list_checkpoints, load_newest_valid, save_best, save_ch
 from .data_stream import DataStream
 from .distributed import Placement, any_rank
 from .run_log import Progress, RunLog
-from .samples import save_grid
+from .samples import save_grid, writing
 
 
 class TrainingDiverged(GanforgeError):
@@ -281,9 +281,11 @@ class Trainer:
         """Train to ``options.steps``; returns the step reached."""
         out = self.options.out
         if self.placement.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+            with writing(out, "run folder"):
+                out.mkdir(parents=True, exist_ok=True)
         resumed = self._resume() if self.options.resume else None
-        log = RunLog(out / "metrics.jsonl", resume_from_step=resumed) if self.placement.is_main else None
+        log = (RunLog(out / "metrics.jsonl", resume_from_step=resumed, note=self._intact_note)
+               if self.placement.is_main else None)
         progress = Progress(total=self.options.steps, start=self.step,
                             enabled=self.options.progress and self.placement.is_main)
         fixed_z, fixed_labels = self._fixed_sample_inputs()
@@ -319,11 +321,11 @@ class Trainer:
                     since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
                 if at_eval:
                     self._evaluate(log)
+                if at_checkpoint or stop:  # before the samples: a refused sample write loses no progress
+                    self._checkpoint()
                 if self.placement.is_main and (self.step % self.train.sample_every == 0
                                                or self.step == self.options.steps):
                     self._save_samples(fixed_z, fixed_labels)
-                if at_checkpoint or stop:
-                    self._checkpoint()
                 if stop:
                     self.report(f"stopped at step {self.step}; continue with --resume")
                     break
@@ -413,7 +415,16 @@ class Trainer:
         images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
                             for i in range(0, z.shape[0], 16)])
         network.train(was_training)
-        save_grid(images.float().cpu(), self.options.out / "samples" / f"step-{self.step:09d}.png")
+        save_grid(images.float().cpu(), self.options.out / "samples" / f"step-{self.step:09d}.png",
+                  note=self._intact_note)
+
+    def _intact_note(self) -> str:
+        """The end of a write error's line: what was kept, and how to go on."""
+        folder = self.options.out / "checkpoints"
+        kept = list_checkpoints(folder)
+        if not kept:
+            return "no checkpoint was written"
+        return f"the checkpoints in {folder} are intact (newest {kept[-1].name}; fix it, then --resume)"
 
     # -- checkpoints ----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, Any]:

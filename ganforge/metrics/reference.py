@@ -4,7 +4,9 @@ Which images: ``min(n, len(dataset))`` of them. If ``n`` covers the whole datase
 otherwise a subset drawn with a seeded generator (``subset_seed``, default 0: the same
 images every time), taken in increasing index order. A random subset rather than the first
 ``n`` items, because class-folder datasets are sorted by class and their first ``n`` items
-would cover only a few classes.
+would cover only a few classes. An item that raises one of ``UNREADABLE`` (a corrupt, truncated,
+empty or oversized file) is skipped, counted, and replaced by the next image of the same seeded
+permutation outside the subset, so the count stays ``min(n, len(dataset))`` while readable images last.
 
 Cache file: ``<cache_dir>/ref-<sha256[:24]>.npz``, the hash over the canonical JSON (sorted keys)
 of the caller's ``key``, the number of images, the subset rule and the extractor's identity
@@ -22,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -76,15 +79,27 @@ def cache_payload(key: dict[str, Any], *, n: int, subset_seed: int, extractor: A
 
 def subset_indices(size: int, n: int, seed: int) -> list[int]:
     """All of 0..size−1 if n ≥ size, else n of them drawn with a generator seeded by ``seed``, sorted."""
+    return _subset_and_spares(size, n, seed)[0]
+
+
+def _subset_and_spares(size: int, n: int, seed: int) -> tuple[list[int], list[int]]:
+    """``subset_indices`` and the other indices, in the seeded permutation's order (replacements)."""
     if n >= size:
-        return list(range(size))
+        return list(range(size)), []
     gen = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(size, generator=gen)[:n].tolist())
+    order = torch.randperm(size, generator=gen).tolist()
+    return sorted(order[:n]), order[n:]
 
 
 def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path | None, key: dict[str, Any],
-                       batch_size: int = 50, progress: bool = True, subset_seed: int = 0) -> torch.Tensor:
-    """Float64 features (N, D) of ``min(n, len(dataset))`` reference images, cached in ``cache_dir``."""
+                       batch_size: int = 50, progress: bool = True, subset_seed: int = 0,
+                       report: dict[str, Any] | None = None) -> torch.Tensor:
+    """Float64 features (N, D) of ``min(n, len(dataset))`` reference images, cached in ``cache_dir``.
+
+    ``report``, when given, receives ``skipped`` (unreadable files skipped; 0 on a cache hit) and ``cached``.
+    """
+    if report is not None:
+        report.update(skipped=0, cached=False)
     payload = cache_payload(key, n=n, subset_seed=subset_seed, extractor=extractor)
     path = None
     if cache_dir is not None:
@@ -92,13 +107,32 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
         path = Path(cache_dir) / f"ref-{digest}.npz"
         cached = _read_cache(path, payload)
         if cached is not None:
+            if report is not None:
+                report["cached"] = True
             return cached
     size = len(dataset)
     if size == 0:
         raise GanforgeError("the reference dataset is empty")
-    indices = subset_indices(size, n, subset_seed)
-    features, _ = extract_features(_batches(dataset, indices, batch_size), extractor, total=len(indices),
-                                   progress=progress, label="reference")
+    indices, spares = _subset_and_spares(size, n, subset_seed)
+    skipped = [0]
+    parts: list[torch.Tensor] = []
+    done, start = 0, time.perf_counter()
+    for batch in _batches(dataset, indices, spares, batch_size, skipped):
+        part, _ = extract_features([batch], extractor, total=batch.shape[0], progress=False, label="reference")
+        parts.append(part)
+        done += batch.shape[0]
+        if progress:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            sys.stderr.write(f"\rreference: {done}/{len(indices)} images ({rate:.1f} images/s)")
+            sys.stderr.flush()
+    if progress:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    if report is not None:
+        report["skipped"] = skipped[0]
+    if not parts:
+        raise GanforgeError(f"none of the {size} reference images could be read ({skipped[0]} unreadable files)")
+    features = torch.cat(parts)
     features32 = features.to(torch.float32)
     result = features32.to(torch.float64)
     if path is not None:
@@ -106,13 +140,37 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
     return result
 
 
-def _batches(dataset: Any, indices: list[int], batch_size: int) -> Iterator[torch.Tensor]:
-    for start in range(0, len(indices), batch_size):
-        images = []
-        for i in indices[start:start + batch_size]:
+def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: int,
+             skipped: list[int]) -> Iterator[torch.Tensor]:
+    """Images of ``indices`` in batches; an unreadable one is counted in ``skipped[0]`` and replaced by a spare."""
+    from ganforge.data.imagefolder import UNREADABLE
+
+    wanted, replacements = len(indices), iter(spares)
+    candidates = iter(indices)
+    images: list[Any] = []
+    taken = 0
+    while taken < wanted:
+        i = next(candidates, None)
+        if i is None:
+            i = next(replacements, None)
+            if i is None:
+                break
+        try:
             item = dataset[i]
-            images.append(item[0] if isinstance(item, (tuple, list)) else item)
-        yield torch.stack([torch.as_tensor(image) for image in images])
+        except UNREADABLE:
+            skipped[0] += 1
+            continue
+        if isinstance(item, (tuple, list)):
+            if len(item) > 2:  # SkippingImageFolder's (image, label, skipped): it replaced bad files itself
+                skipped[0] += int(item[2])
+            item = item[0]
+        images.append(torch.as_tensor(item))
+        taken += 1
+        if len(images) == batch_size:
+            yield torch.stack(images)
+            images = []
+    if images:
+        yield torch.stack(images)
 
 
 def _read_cache(path: Path, payload: str) -> torch.Tensor | None:

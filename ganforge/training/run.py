@@ -11,13 +11,8 @@ from ..errors import GanforgeError
 def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int | None, resume: bool,
           device: str, seed: int | None) -> int:
     """Validate everything cheap first (blueprint, shapes, data, output folder), then build and train."""
-    import torch
-
     from ..assembly import assemble
     from ..blueprint.validation import load_blueprint
-    from ..engine.checkpoints import list_checkpoints
-    from ..engine.distributed import leave, place_process
-    from ..engine.trainer import Trainer, TrainOptions
     from ..registry import default_registry
     from .planning import plan_training
 
@@ -29,7 +24,27 @@ def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int |
 
     dataset = build_dataset(loaded, registry)
     run_dir = Path(out) if out else Path("runs") / (bp.name or Path(blueprint).stem)
-    check_writable(run_dir)
+    created = check_writable(run_dir)
+    try:
+        return _train(run_dir, loaded=loaded, assembly=assembly, plan=plan, registry=registry, dataset=dataset,
+                      steps=steps, resume=resume, device=device, seed=seed)
+    except BaseException:
+        # A run that fails before writing anything leaves no empty folders behind; only folders
+        # this invocation created, and only while still empty, are removed.
+        remove_if_empty(created)
+        raise
+
+
+def _train(run_dir: Path, *, loaded, assembly, plan, registry, dataset,  # type: ignore[no-untyped-def]
+           steps: int | None, resume: bool, device: str, seed: int | None) -> int:
+    """The run itself, in a run folder that is known to take files."""
+    import torch
+
+    from ..engine.checkpoints import list_checkpoints
+    from ..engine.distributed import leave, place_process
+    from ..engine.trainer import Trainer, TrainOptions
+
+    bp = loaded.blueprint
     if not resume and list_checkpoints(run_dir / "checkpoints"):
         raise GanforgeError(f"{run_dir} already holds checkpoints: pass --resume to continue that run, "
                             "or choose another --out")
@@ -73,12 +88,25 @@ def build_dataset(loaded, registry):  # type: ignore[no-untyped-def]
     return dataset
 
 
-def check_writable(run_dir: Path) -> None:
+def check_writable(run_dir: Path) -> list[Path]:
+    """Create ``run_dir`` and prove it takes a file; returns the folders this call created, deepest first."""
     import tempfile
 
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
             pass  # a unique name: every torchrun process may probe at once
     except OSError as err:
+        remove_if_empty(created)
         raise GanforgeError(f"cannot write to --out {run_dir}: {err.strerror or err}") from None
+    return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) that is empty; anything with content, or that fails, stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # fails unless empty
+        except OSError:
+            return  # its parents are not empty either

@@ -1,0 +1,74 @@
+"""Precision and recall on the built-in procedural data, in its analytic feature space (no Inception).
+
+An ImageNet network says little about 16×16 gratings, and raw pixels are too strict (a grating
+shifted by half a period is far from every real image). The ``procedural`` data's own detector
+reads class energy, phase and blob position back from pixels, so a generator drawing a few
+copies per class covers few real images there: low recall. Precision: generated images that
+look like some real one. Comparable only between runs on the same data settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import torch
+from pydantic import Field
+
+from ganforge.errors import GanforgeError
+from ganforge.registry import register
+
+from .precision_recall import inside_manifold, knn_radii
+
+__all__ = ["ProceduralPrecisionRecall"]
+
+
+@register("metric", "procedural_pr")
+class ProceduralPrecisionRecall:
+    """Improved precision/recall (k-NN manifolds, as ``pr``) in the procedural detector's feature space.
+
+    ``bind(data=...)`` reads the first ``reference`` training images of the run's ``procedural``
+    data (real/real with 1000 each: precision and recall about 0.97 at k = 3), so ``evaluate``
+    and in-training evaluation need no ``--reference`` and no Inception file.
+    """
+
+    name = "procedural_pr"
+    needs_real = False
+    needs_logits = False
+    needs_inception_features = False
+
+    def __init__(self, *, k: Annotated[int, Field(ge=1)] = 3,
+                 reference: Annotated[int, Field(ge=4)] = 1000) -> None:
+        self.k, self.reference = k, reference
+        self.detector: Any = None
+        self.real: torch.Tensor | None = None
+
+    def bind(self, *, data: Any) -> ProceduralPrecisionRecall:
+        """A copy holding the run's detector and the detected features of its reference images."""
+        from ganforge.registry import default_registry
+
+        if data.type != "procedural":
+            raise GanforgeError(f"metric {self.name} scores the built-in procedural data and reads its settings from "
+                                f"the run's blueprint; this run's data is {data.type!r}")
+        dataset = default_registry().get("dataset", "procedural").build(data.component_settings())
+        count = min(self.reference, len(dataset))
+        if count <= self.k:
+            raise GanforgeError(f"metric {self.name}: data.size {len(dataset)} leaves too few reference images "
+                                f"for k={self.k}")
+        bound = type(self)(k=self.k, reference=self.reference)
+        bound.detector = dataset.detector()
+        bound.real = bound.detector(torch.stack([dataset[i][0] for i in range(count)]))
+        return bound
+
+    def compute(self, *, real: torch.Tensor | None, fake: torch.Tensor, fake_logits: torch.Tensor | None = None,
+                real_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+        reference = real if real is not None else self.real
+        if reference is None:
+            raise GanforgeError(f"metric {self.name} needs the run's data: bind(data=...) first")
+        real_radii = knn_radii(reference, self.k)
+        fake_radii = knn_radii(fake, self.k)
+        precision = inside_manifold(fake, reference, real_radii).double().mean()
+        recall = inside_manifold(reference, fake, fake_radii).double().mean()
+        return {"procedural_precision": float(precision), "procedural_recall": float(recall)}
+
+    def __repr__(self) -> str:
+        return f"ProceduralPrecisionRecall(k={self.k}, reference={self.reference})"

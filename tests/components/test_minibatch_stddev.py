@@ -1,0 +1,66 @@
+"""minibatch_stddev against a loop written from the ProGAN description, and its contract with the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ganforge.registry import default_registry
+
+
+def build(**kw):
+    return default_registry().get("layer", "minibatch_stddev").build(kw, {"in_channels": kw.pop("in_channels", 4)})
+
+
+def reference(x: np.ndarray, group: int, f: int, eps: float) -> np.ndarray:
+    """Per image: the std over its group (members n//group apart) of every feature, averaged per channel slice."""
+    n, c, h, w = x.shape
+    while n % group:
+        group -= 1
+    m = n // group
+    out = np.empty((n, f, h, w))
+    for i in range(n):
+        members = x[[i % m + j * m for j in range(group)]]          # (group, c, h, w)
+        std = np.sqrt(members.var(axis=0) + eps)                    # population variance, as in ProGAN
+        for s in range(f):
+            out[i, s] = std[s * (c // f):(s + 1) * (c // f)].mean()
+    return np.concatenate([x, out], axis=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 9), group=st.integers(2, 5), f=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_matches_a_loop_over_groups(n, group, f, seed):
+    x = torch.randn(n, 4, 3, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    layer = default_registry().get("layer", "minibatch_stddev").build({"group_size": group, "num_channels": f},
+                                                                      {"in_channels": 4})
+    np.testing.assert_allclose(layer(x).numpy(), reference(x.numpy(), group, f, 1e-8), rtol=1e-10, atol=1e-12)
+
+
+def test_copies_give_zero_spread_and_the_channel_is_inferred():
+    layer = build(group_size=4)
+    x = torch.randn(1, 4, 3, 3).expand(8, -1, -1, -1)
+    assert torch.allclose(layer(x)[:, 4], torch.full((8, 3, 3), 1e-4))  # sqrt(eps)
+    from ganforge.assembly import assemble
+    from ganforge.blueprint.validation import load_blueprint
+    from support import TINY
+
+    loaded = load_blueprint(str(TINY), overrides=["discriminator.blocks.2={type: minibatch_stddev}",
+                                                  "discriminator.blocks.3={type: down_resblock, channels: 64, "
+                                                  "downsample: false}"])
+    plan = assemble(loaded).discriminator
+    layer_info = next(info for info in plan.layers if info.component == "minibatch_stddev")
+    assert layer_info.output_shape[0] == layer_info.input_shape[0] + 1
+
+
+def test_engine_never_mixes_real_and_fake_in_one_pass():
+    from ganforge.engine.trainer import _batch_dependent
+
+    assert _batch_dependent(torch.nn.Sequential(build()))
+
+
+def test_channels_must_split_evenly():
+    with pytest.raises(Exception, match="must divide"):
+        build(in_channels=5, num_channels=2)

@@ -1,0 +1,242 @@
+"""Refused writes and damaged checkpoints (issue 10 §4–§5): one clear line, exit 2, checkpoints kept.
+
+Read-only folders are real (chmod) for an ordinary user; as root, whom chmod does not stop, the
+refusals the kernel would make are simulated (creating, renaming or removing an entry of that
+folder raises PermissionError), so these tests run in both cases.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from support import TINY, assert_clean_failure
+
+FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16", "--set", "train.log_every=1",
+        "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=10"]
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a loaded 2-core machine this makes the tiny runs several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def step_file(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step-{step:09d}.pt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One tiny run for the whole file: checkpoints at steps 1 and 2, the step-2 sample grid."""
+    from ganforge.cli import cli as group
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = CliRunner().invoke(group, ["train", str(TINY), "--out", str(run), *FAST, "--steps", "2"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    """A private copy of the trained run."""
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def flip_4kb_in_the_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(b ^ 0xFF for b in data[middle:middle + 4096])  # every byte differs
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: chmod 0o555, and as root also simulate what the kernel would refuse."""
+    folders: list[Path] = []
+
+    def inside(target) -> bool:  # type: ignore[no-untyped-def]
+        if not isinstance(target, (str, bytes, os.PathLike)):
+            return False
+        parent = os.path.dirname(os.path.abspath(os.fsdecode(target)))
+        return any(os.path.realpath(parent) == os.path.realpath(folder) for folder in folders)
+
+    def refuse(target) -> None:  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", os.fsdecode(target))
+
+    if AS_ROOT:
+        real_open, real_os_open = builtins.open, os.open
+        real_mkdir, real_replace, real_rename, real_unlink, real_rmdir = (os.mkdir, os.replace, os.rename,
+                                                                          os.unlink, os.rmdir)
+
+        def guarded_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+            if any(flag in mode for flag in "wax+") and inside(file) and not os.path.exists(file):
+                refuse(file)
+            return real_open(file, mode, *args, **kwargs)
+
+        def guarded_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if flags & os.O_CREAT and inside(path) and not os.path.exists(path):
+                refuse(path)
+            return real_os_open(path, flags, *args, **kwargs)
+
+        def guard(real, *, pair: bool = False):  # type: ignore[no-untyped-def]
+            def guarded(*args, **kwargs):  # type: ignore[no-untyped-def]
+                for target in args[:2] if pair else args[:1]:
+                    if inside(target):
+                        refuse(target)
+                return real(*args, **kwargs)
+            return guarded
+
+        monkeypatch.setattr(builtins, "open", guarded_open)
+        monkeypatch.setattr(io, "open", guarded_open)
+        monkeypatch.setattr(os, "open", guarded_os_open)
+        monkeypatch.setattr(os, "mkdir", guard(real_mkdir))
+        monkeypatch.setattr(os, "replace", guard(real_replace, pair=True))
+        monkeypatch.setattr(os, "rename", guard(real_rename, pair=True))
+        monkeypatch.setattr(os, "unlink", guard(real_unlink))
+        monkeypatch.setattr(os, "remove", guard(real_unlink))
+        monkeypatch.setattr(os, "rmdir", guard(real_rmdir))
+
+    def make(folder: Path) -> Path:
+        folder.chmod(0o555)
+        folders.append(folder)
+        return folder
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o755)
+
+
+# --- §4 refused writes ------------------------------------------------------------------------------
+def test_read_only_samples_folder_stops_training_with_one_line_and_keeps_checkpoints(cli, run, read_only):
+    before = {p.name: p.read_bytes() for p in (step_file(run, 1), step_file(run, 2))}
+    samples = read_only(run / "samples")
+    result = cli("train", TINY, "--out", run, *FAST, "--set", "train.sample_every=1", "--steps", "3", "--resume")
+    # A run that fails mid-way has printed its progress; the failure itself is one last line.
+    assert result.exit_code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
+    assert "cannot write sample grid" in errors[0] and str(samples) in errors[0] and "intact" in errors[0]
+    for name, data in before.items():
+        assert (run / "checkpoints" / name).read_bytes() == data
+    from ganforge.engine.checkpoints import load_checkpoint
+
+    assert load_checkpoint(step_file(run, 2))["step"] == 2
+    # The step the run reached before the refused grid is checkpointed too, so no work is lost.
+    assert load_checkpoint(step_file(run, 3))["step"] == 3
+
+
+def test_read_only_run_folder_sample_is_one_line(cli, run, read_only):
+    shutil.rmtree(run / "samples")
+    before = step_file(run, 2).read_bytes()
+    read_only(run)
+    result = cli("sample", run, "--n", "1", "--device", "cpu")
+    assert_clean_failure(result, mentions=(str(run / "samples" / "sample.png"), "Permission denied"))
+    assert step_file(run, 2).read_bytes() == before
+
+
+def test_sample_grid_under_a_regular_file_is_one_error_naming_the_path(tmp_path):
+    from ganforge.engine.samples import save_grid
+    from ganforge.errors import GanforgeError
+
+    blocker = tmp_path / "samples"
+    blocker.write_text("a file where a folder belongs")
+    with pytest.raises(GanforgeError, match="cannot write sample grid") as caught:
+        save_grid(torch.zeros(4, 3, 8, 8), blocker / "grid.png")
+    assert str(blocker / "grid.png") in str(caught.value)
+    assert blocker.read_text() == "a file where a folder belongs"
+
+
+def test_failure_before_the_run_starts_leaves_no_empty_run_folder(cli, tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()  # there before: must stay
+    out = existing / "new" / "run"
+    result = cli("train", TINY, "--out", out, "--device", "cpu", "--steps", "1",
+                 "--set", "data.size=4", "--set", "train.batch_size=8")
+    assert_clean_failure(result, mentions=("fewer than one micro-batch",))
+    assert existing.is_dir() and not (existing / "new").exists()
+
+
+# --- §5 checkpoint integrity -------------------------------------------------------------------------
+def test_checkpoint_ends_with_the_sha256_of_its_content(trained):
+    from ganforge.engine.checkpoints import TRAILER_MAGIC, TRAILER_SIZE
+
+    data = step_file(trained, 2).read_bytes()
+    content, tail = data[:-TRAILER_SIZE], data[-TRAILER_SIZE:]
+    assert tail == TRAILER_MAGIC + hashlib.sha256(content).hexdigest().encode() + b"\n"
+    # Still an ordinary torch checkpoint: plain weights_only loading ignores the trailer.
+    assert torch.load(step_file(trained, 2), weights_only=True)["step"] == 2
+
+
+def test_altered_newest_checkpoint_is_reported_and_resume_uses_the_previous_one(cli, run):
+    flip_4kb_in_the_middle(step_file(run, 2))
+    result = cli("train", TINY, "--out", run, *FAST, "--steps", "2", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert f"skipping unreadable checkpoint {step_file(run, 2)}" in result.stderr
+    assert "checksum mismatch" in result.stderr
+    assert f"resumed from {step_file(run, 1)} at step 1" in result.stderr
+
+
+def test_sample_says_which_checkpoint_it_skipped_and_why(cli, run):
+    flip_4kb_in_the_middle(step_file(run, 2))
+    result = cli("sample", run, "--n", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("warning:") and str(step_file(run, 2)) in lines[0]
+    assert "checksum mismatch" in lines[0] and "using step-000000001.pt" in lines[0]
+    assert f"from {step_file(run, 1)} (step 1" in result.stdout
+
+
+def test_shared_checkpoint_choice_warns_on_stderr_for_every_command(run, capsys):
+    """sample, attention and evaluate all choose through restore() → find_checkpoint()."""
+    from ganforge.engine.restore import find_checkpoint
+    from ganforge.errors import GanforgeError
+
+    flip_4kb_in_the_middle(step_file(run, 2))
+    path, state = find_checkpoint(run)
+    assert path == step_file(run, 1) and state["step"] == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checksum mismatch" in err[0] and str(step_file(run, 2)) in err[0]
+    # None readable: the reasons go into the one error line, not extra lines.
+    flip_4kb_in_the_middle(step_file(run, 1))
+    with pytest.raises(GanforgeError, match="no readable checkpoint.*step-000000001.pt.*checksum mismatch"):
+        find_checkpoint(run)
+    assert capsys.readouterr().err == ""
+
+
+def test_altered_checkpoint_named_directly_is_a_clean_error(cli, run):
+    flip_4kb_in_the_middle(step_file(run, 2))
+    assert_clean_failure(cli("sample", step_file(run, 2), "--device", "cpu"),
+                         mentions=(str(step_file(run, 2)), "checksum mismatch"))
+
+
+def test_checkpoint_from_before_checksums_loads_with_one_warning(run):
+    """Format 1 (no trailer) is accepted, unverified, with a warning; format 2 without its trailer is not."""
+    from ganforge.engine.checkpoints import TRAILER_SIZE, ChecksumMismatch, load_checkpoint
+
+    state = torch.load(step_file(run, 2), weights_only=True)
+    old = run / "old.pt"
+    torch.save({**state, "format": 1}, old)
+    warnings: list[str] = []
+    assert load_checkpoint(old, warn=warnings.append)["step"] == 2
+    assert len(warnings) == 1 and "no checksum" in warnings[0] and str(old) in warnings[0]
+
+    stripped = run / "stripped.pt"
+    stripped.write_bytes(step_file(run, 2).read_bytes()[:-TRAILER_SIZE])
+    with pytest.raises(ChecksumMismatch, match="trailer is missing"):
+        load_checkpoint(stripped)
