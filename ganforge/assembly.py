@@ -8,6 +8,7 @@ impossible stack fails before a single weight is allocated.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from torch import nn
 
 from .blueprint.schema import NetworkSpec
 from .blueprint.validation import LoadedBlueprint, check_components, resolve_component
+from .contracts import is_attention
 from .errors import join_path
 from .registry import NETWORK_KINDS, Registry, default_registry
 
@@ -41,6 +43,7 @@ class LayerInfo:
     takes_labels: bool
     param_bytes: int = 0   # parameters' bytes, counted on the meta device
     buffer_bytes: int = 0  # buffers' bytes (batch-norm statistics, spectral-norm u/v, ...)
+    attention: bool = False  # it, or a module inside it, is attention (``contracts.is_attention``)
     # setting name -> the blueprint key that sets it (the component's own key, or its network's defaults)
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -69,7 +72,7 @@ class NetworkPlan:
 
     @property
     def attention(self) -> list[LayerInfo]:
-        return [layer for layer in self.layers if "attention" in layer.component]
+        return [layer for layer in self.layers if layer.attention]
 
     @property
     def param_bytes(self) -> int:
@@ -114,10 +117,27 @@ class Network(nn.Module):
         self.names = list(names)
         self._takes_labels = [takes_labels(layer) for layer in layers]
 
+    def frozen_normalisation(self) -> contextlib.AbstractContextManager:
+        """A context in which passes leave weight normalisation's state alone (spectral-norm ``u``/``v``).
+
+        The network stays in its mode otherwise (batch norm still uses and updates batch statistics),
+        so this is the official SAGAN discriminator pass on generated images; also used for extra
+        passes over unchanged weights (regularisers, accumulated micro-batches, standing statistics).
+        Nesting is fine; the previous state is restored on exit, also after an exception.
+        """
+        return frozen_normalisation(self)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         for layer, wants_labels in zip(self.layers, self._takes_labels):
             x = layer(x, labels) if wants_labels else layer(x)
         return x
+
+
+def frozen_normalisation(module: nn.Module) -> contextlib.AbstractContextManager:
+    """``Network.frozen_normalisation()`` for any module tree (e.g. a network wrapped or built by hand)."""
+    from .layers.spectral_norm import frozen_spectral_norm
+
+    return frozen_spectral_norm(module)
 
 
 def takes_labels(module: nn.Module) -> bool:
@@ -154,7 +174,7 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
                                                 defaults=spec.defaults)
         used_defaults.update(k for k in spec.defaults if k in component.schema.model_fields)
         context = _context_for(component, shape, num_classes, loaded, path)
-        out_shape, params, wants_labels, param_bytes, buffer_bytes = _probe(
+        out_shape, params, wants_labels, param_bytes, buffer_bytes, attention = _probe(
             component, settings, context, shape, num_classes, loaded, path)
         plan._builders.append((component, settings, context))
         own = item.settings if isinstance(item.settings, dict) else {}
@@ -163,7 +183,7 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
         plan.layers.append(LayerInfo(index=len(plan.layers), component=component.name, kind=component.kind,
                                      path=path, input_shape=shape, output_shape=out_shape, params=params,
                                      settings=settings, takes_labels=wants_labels, param_bytes=param_bytes,
-                                     buffer_bytes=buffer_bytes, setting_keys=setting_keys))
+                                     buffer_bytes=buffer_bytes, setting_keys=setting_keys, attention=attention))
         shape = out_shape
 
     for path, item in items:
@@ -211,8 +231,9 @@ def _context_for(component: "Component", shape: Shape, num_classes: int, loaded:
 
 
 def _probe(component: "Component", settings: dict[str, Any], context: dict[str, Any], shape: Shape,
-           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool, int, int]:
-    """Build on the meta device and run one forward: output shape, parameter count and bytes, no weights."""
+           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool, int, int, bool]:
+    """Build on the meta device and run one forward: output shape, parameter count and bytes, whether
+    it holds attention; no weights."""
     try:
         with torch.device("meta"):
             module = component.build(settings, context)
@@ -228,7 +249,8 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
     params = sum(p.numel() for p in module.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
-    return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes
+    attention = any(is_attention(sub) for sub in module.modules())
+    return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes, attention
 
 
 def _fmt(shape: Shape) -> str:
@@ -256,6 +278,14 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
     generator = plan_network(loaded, "generator", input_shape=(bp.generator.latent_dim,),
                              num_classes=num_classes, registry=registry)
     generator.input_key = "generator.latent_dim"
+    if generator.output_shape != image and generator.output_shape[1:] == image[1:]:
+        # only the channels differ: the head sets them (image_output's `channels`), not the blocks
+        raise loaded.error(
+            f"the generator produces {_fmt(generator.output_shape)} images but the data is {_fmt(image)} "
+            f"(data.channels × data.resolution²): set generator.head.channels to {image[0]} "
+            f"(or data.channels to {generator.output_shape[0]})",
+            "generator.head.channels", across_keys=True,
+        )
     if generator.output_shape != image:
         raise loaded.error(
             f"the generator produces {_fmt(generator.output_shape)} images but the data is {_fmt(image)} "

@@ -3,7 +3,8 @@
 For a few generated images and query points (pixel coordinates of the output image), each
 self-attention layer's softmax row for the query position nearest the point is reshaped to
 the layer's key grid, upsampled to the image and overlaid as a heat map. Attention layers are
-found by duck typing (any module with ``attention_map(x) -> (B, N, N_keys)``), and their inputs
+the modules offering the declared ``attention_map`` capability (``ganforge.contracts.is_attention``:
+``attention_map(x) -> (B, N, N_keys)``, the same rule ``inspect`` uses), and their inputs
 are captured with forward pre-hooks, so any architecture (plugins included) works.
 """
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .contracts import capability, is_attention
 from .errors import GanforgeError
 
 if TYPE_CHECKING:
@@ -54,11 +56,11 @@ class CapturedAttention:
 
 
 def find_attention_layers(network: nn.Module) -> list[AttentionLayer]:
-    """Every submodule with an ``attention_map`` method, outermost first, in forward order."""
+    """Every attention submodule (``is_attention``), outermost first, in forward order."""
     names = getattr(network, "names", None)
     layers: list[AttentionLayer] = []
     for path, module in network.named_modules():
-        if not path or not callable(getattr(module, "attention_map", None)):
+        if not path or not is_attention(module):
             continue
         if any(path.startswith(found.path + ".") for found in layers):
             continue  # inside an attention module already listed
@@ -120,7 +122,7 @@ def query_map(attention: torch.Tensor, point: Point, image_size: int, grid: tupl
 
 def _key_grid(layer: AttentionLayer, grid: tuple[int, int], n_keys: int) -> tuple[int, int]:
     h, w = grid
-    pooled = getattr(layer.module, "pooled", None)
+    pooled = capability(layer.module, "pooled", kind="layer")
     candidates = {True: [(h // 2, w // 2)], False: [(h, w)]}.get(pooled, [(h, w), (h // 2, w // 2)])
     for hk, wk in candidates:
         if hk * wk == n_keys:

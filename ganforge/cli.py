@@ -166,7 +166,7 @@ standing_stats_option = click.option(
 @click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
 @click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None,
-              help="Draw every image from this class (default: random classes).")
+              help="Draw every image from this class (default: one class per grid column).")
 @click.option("--truncation", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Truncation trick: redraw latent entries with |z| > T.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -189,7 +189,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
 
         from .engine.distributed import choose_device
         from .engine.restore import restore
-        from .engine.samples import save_grid, save_images
+        from .engine.samples import grid_columns, save_grid, save_images
         from .generation import generate
         from .standing_stats import seeded_standing_statistics
 
@@ -202,17 +202,42 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
         statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
                                                 latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
                                                 truncation=truncation, device=dev)
+        # full rows only; with classes (and no --class) each column is one class
+        columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
         images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
                                          num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
-                                         truncation=truncation, device=dev))).cpu()
+                                         truncation=truncation, device=dev, columns=columns))).cpu()
         grid = Path(out) if out else run.run_dir / "samples" / "sample.png"
-        save_grid(images, grid)
+        save_grid(images, grid, columns=columns)
         click.echo(f"wrote {grid}: {count} images from {run.checkpoint} (step {run.step}, "
                    f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
                    + (f", truncation {truncation:g}" if truncation else "") + f"; batch norm with {statistics})")
         if individual:
             paths = save_images(images, Path(individual))
             click.echo(f"wrote {len(paths)} images to {individual}")
+
+
+# --- export command (ganforge/export.py) ----------------------------------------------------------
+@cli.command("export")
+@click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
+              help="The .safetensors file to write.")
+@click.option("--raw", is_flag=True, help="Export the raw generator even when an EMA copy exists.")
+@debug_option
+def export_command(target: str, out: str, raw: bool, debug: bool) -> None:
+    """Write the generator's weights and resolved blueprint to one .safetensors file (no training state).
+
+    `ganforge.load`, `ganforge sample` and `ganforge evaluate` accept the file in place of a run.
+    """
+    with user_errors(debug):
+        from .export import export_generator
+
+        run, path = export_generator(target, out, ema=not raw)
+        size = path.stat().st_size
+        params = sum(p.numel() for p in run.generator.parameters())
+    click.echo(f"wrote {path}: {'EMA' if run.uses_ema else 'raw'} generator of step {run.step} from "
+               f"{run.checkpoint} ({params:,} parameters, {size / 2**20:.1f} MiB)")
+# --- end export command ---------------------------------------------------------------------------
 
 
 @cli.command("evaluate")
@@ -239,7 +264,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
 
         from .engine.distributed import choose_device
         from .engine.restore import restore
-        from .evaluation import check_evaluation, evaluate_generator
+        from .evaluation import check_evaluation, evaluate_generator, small_sample_warning
         from .standing_stats import seeded_standing_statistics
 
         names = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -249,6 +274,9 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
         # metric names, Inception weights and --reference first: a bad one fails in seconds, not after generating
         check_evaluation(names, reference=reference, inception=inception, device=dev)
         run = restore(target, device=dev, prefer_ema=not raw)
+        warning = small_sample_warning(names, count)
+        if warning:
+            click.echo(warning, err=True)
         bp = run.loaded.blueprint
         statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
                                                 latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
@@ -294,7 +322,8 @@ def plot_command(run: str, out: str | None, debug: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
 @click.option("--n", type=click.IntRange(min=1, max=64), default=4, show_default=True, help="Images (rows).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="PNG to write [default: RUN/attention.png, or next to a checkpoint file].")
+              help="PNG to write [default: RUN/attention.png, or next to a checkpoint file]; γ's plot "
+                   "always goes to RUN/plots/gamma.png.")
 @debug_option
 def attention_command(target: str, points: str | None, class_index: int | None, seed: int, n: int,
                       out: str | None, debug: bool) -> None:
@@ -304,7 +333,7 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
 
         from .attention_maps import attention_figure, default_output, parse_points
         from .engine.restore import restore
-        from .plots import plot_gamma, read_log
+        from .plots import gamma_path, plot_gamma, read_log
 
         query_points = parse_points(points) if points is not None else None
         restored = restore(target, device="cpu")
@@ -312,7 +341,7 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
                                     out=Path(out) if out is not None else default_output(restored, target))]
         log = restored.run_dir / "metrics.jsonl"
         if log.is_file():
-            gamma = plot_gamma(read_log(log), restored.run_dir / "gamma.png")
+            gamma = plot_gamma(read_log(log), gamma_path(restored.run_dir))  # where `plot` puts it, whatever --out
             if gamma is not None:
                 written.append(gamma)
     for path in written:
@@ -418,8 +447,11 @@ def components_command(words: tuple[str, ...], debug: bool) -> None:
         pattern = rest[0] if rest else "*"
         rows = registry.list(kind, pattern)
         width = max((len(c.name) for c in rows), default=4)
+        origin_width = max([28, *(len(c.origin) for c in rows)])
+        if rows:  # a header row, aligned with the columns below it
+            click.echo(f"{'KIND':<12} {'NAME':<{width}}  {'ORIGIN':<{origin_width}} SUMMARY".rstrip())
         for c in rows:
-            click.echo(f"{c.kind:<12} {c.name:<{width}}  {c.origin:<28} {c.summary}")
+            click.echo(f"{c.kind:<12} {c.name:<{width}}  {c.origin:<{origin_width}} {c.summary}")
         if not rows:
             click.echo("no components match", err=True)
         for broken in registry.broken_plugins:

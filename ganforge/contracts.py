@@ -7,6 +7,25 @@ deep inside ``train``; here it is refused up front with the rule it breaks, and 
 any other broken plugin.
 
 ``check_contract(kind, obj)`` raises ``ContractError`` with a one-line reason.
+
+Every kind also has a declared interface (a ``typing.Protocol`` in ``INTERFACES``) and a table of
+*capabilities* (``CAPABILITIES``): optional attributes a component may set to tell the engine
+something, each with its default and meaning. The engine reads them only through
+``capability(obj, name)``, which refuses a name that no kind declares, so a flag can neither be
+misspelt by the reader nor exist without a documented meaning. ``check_instance(kind, obj)``
+checks a built component against its interface and the types of the capabilities it sets (the
+conformance test runs it on every registered component).
+
+| kind | interface | capabilities (default) |
+|---|---|---|
+| layer, block, head | ``NetworkModule``: an ``nn.Module`` whose ``forward(x)`` or ``forward(x, labels)`` maps a batch | ``batch_dependent`` (False), ``logged_scalars`` (none), ``attention_map`` (none: not attention), ``pooled`` (None), ``ganforge_keep_init`` (False) |
+| loss | ``Loss``: ``discriminator_loss(*, real_logits, fake_logits)``, ``generator_loss(*, fake_logits[, real_logits])`` | ``generator_needs_real`` (False) |
+| regularizer | ``Regularizer``: ``__call__(*, discriminator, real, fake) -> scalar`` | none |
+| update_rule | ``UpdateRule``: ``apply(plan)`` | none |
+| optimizer | ``OptimizerFactory``: ``(params) -> torch.optim.Optimizer`` | none |
+| init | ``InitScheme``: ``(network) -> None`` | none |
+| dataset | ``Dataset``: ``__len__``, ``__getitem__(i) -> (image, label)`` | ``max_skipped`` (None) |
+| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
 """
 
 from __future__ import annotations
@@ -14,9 +33,13 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from .errors import RegistryError
+
+if TYPE_CHECKING:
+    import torch
 
 CONTEXT_PARAMS = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
 NETWORK_KINDS = frozenset({"layer", "block", "head"})
@@ -24,6 +47,229 @@ NETWORK_KINDS = frozenset({"layer", "block", "head"})
 
 class ContractError(RegistryError):
     """A component that does not follow its kind's documented rules."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Interfaces: what the engine calls on a built component of each kind
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class NetworkModule(Protocol):
+    """layer, block, head: a ``torch.nn.Module``; ``forward(x)`` or ``forward(x, labels)`` maps a batch.
+
+    Class labels go to a module whose ``forward`` has a ``labels`` parameter. The output shape is
+    inferred on the meta device, so it must depend on the input's shape only.
+    """
+
+    def forward(self, x: "torch.Tensor", *args: Any) -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """loss: what D and G minimise, given D's raw logits (keyword-only, so real and fake never swap)."""
+
+    def discriminator_loss(self, *, real_logits: "torch.Tensor", fake_logits: "torch.Tensor") -> "torch.Tensor": ...
+
+    def generator_loss(self, *, fake_logits: "torch.Tensor") -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class Regularizer(Protocol):
+    """regularizer: the weighted penalty added to D's loss, differentiable (``create_graph=True``)."""
+
+    def __call__(self, *, discriminator: Callable[..., Any], real: "torch.Tensor",
+                 fake: "torch.Tensor") -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class UpdateRule(Protocol):
+    """update_rule: edits the training plan (optimizers, D steps per G step, EMA) in place."""
+
+    def apply(self, plan: Any) -> None: ...
+
+
+@runtime_checkable
+class OptimizerFactory(Protocol):
+    """optimizer: the factory's result, called with the parameters, returns a ``torch.optim.Optimizer``."""
+
+    def __call__(self, params: Any) -> Any: ...
+
+
+@runtime_checkable
+class InitScheme(Protocol):
+    """init: the factory's result, called with the assembled network, (re-)initialises it in place."""
+
+    def __call__(self, network: Any) -> None: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """dataset: a map-style dataset of ``(image, label)`` items (``(image, label, skipped)``: see ``max_skipped``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """metric: scores generated images (features from Inception, or from its own detector after ``bind``)."""
+
+    name: str
+
+    def compute(self, *, real: Any, fake: Any, fake_logits: Any = None, real_stats: Any = None) -> dict[str, float]: ...
+
+
+INTERFACES: dict[str, type] = {
+    "layer": NetworkModule, "block": NetworkModule, "head": NetworkModule,
+    "loss": Loss, "regularizer": Regularizer, "update_rule": UpdateRule, "optimizer": OptimizerFactory,
+    "init": InitScheme, "dataset": Dataset, "metric": Metric,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities: optional attributes with a declared default and meaning
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One optional attribute a component may set: its name, default, type, and what it means."""
+
+    name: str
+    default: Any
+    doc: str
+    types: tuple[type, ...] = (bool,)  # the accepted types of a value that is set (``method``: callable)
+    method: bool = False  # a method (read as the bound method, or None when absent)
+
+
+def _caps(*caps: Capability) -> dict[str, Capability]:
+    return {cap.name: cap for cap in caps}
+
+
+_NETWORK_CAPABILITIES = _caps(
+    Capability("batch_dependent", False,
+               "an image's output can depend on the other images of its batch (other than through batch norm, "
+               "which the engine recognises itself); the engine then never runs real and generated images "
+               "through D in one joint pass. Read on every module of a network, at any depth."),
+    Capability("logged_scalars", None,
+               "method () -> dict[str, Tensor] of scalars the training log records under the module's path "
+               "(e.g. attention γ).", method=True),
+    Capability("attention_map", None,
+               "method (x) -> (B, N, N_keys) softmax attention weights, queries and keys flattened row-major, "
+               "without advancing spectral-norm power iteration. A module offering it IS an attention layer: "
+               "the one rule used by `inspect`, the plan's attention list and `ganforge attention`.",
+               method=True),
+    Capability("pooled", None,
+               "for an attention module: True when keys are 2×2-pooled (key grid H/2×W/2), False when not; "
+               "None: undeclared, inferred from the number of keys.", types=(bool, type(None))),
+    Capability("ganforge_keep_init", False,
+               "init schemes leave this module's weights (and everything inside it) alone, e.g. a pretrained "
+               "trunk."),
+)
+
+CAPABILITIES: dict[str, dict[str, Capability]] = {
+    "layer": _NETWORK_CAPABILITIES,
+    "block": _NETWORK_CAPABILITIES,
+    "head": _NETWORK_CAPABILITIES,
+    "loss": _caps(
+        Capability("generator_needs_real", False,
+                   "generator_loss() also takes real_logits (D's logits on a real batch), e.g. relativistic "
+                   "losses; the engine then runs D on a real batch during the generator step."),
+    ),
+    "regularizer": {},
+    "update_rule": {},
+    "optimizer": {},
+    "init": {},
+    "dataset": _caps(
+        Capability("max_skipped", None,
+                   "the dataset replaces unreadable files itself and its items are (image, label, skipped), "
+                   "skipped counting the files it passed over for this item; a run stops once more than "
+                   "max_skipped were skipped. None: items are (image, label) and nothing is skipped.",
+                   types=(int, type(None))),
+    ),
+    "metric": _caps(
+        Capability("needs_real", False, "compute() needs the reference (real_stats or real features)."),
+        Capability("needs_inception_features", True,
+                   "compute() takes Inception pool3 features (and logits). False: the metric scores images "
+                   "with its own detector, obtained by bind(data=...)."),
+        Capability("needs_logits", False,
+                   "compute() reads fake_logits (Inception logits of the generated images); a metric that "
+                   "does not declare it is given fake_logits=None."),
+        Capability("needs_full_features", True,
+                   "with needs_real: the per-image reference features are needed, not only their mean and "
+                   "covariance (False for FID, which works from statistics alone)."),
+        Capability("bind", None,
+                   "method (*, data) -> metric bound to the run's data settings, with a `detector` "
+                   "(required when needs_inception_features is False).", method=True),
+    ),
+}
+
+
+def _declared(name: str, kind: str | None) -> Capability:
+    kinds = [kind] if kind is not None else list(CAPABILITIES)
+    if kind is not None and kind not in CAPABILITIES:
+        raise ValueError(f"unknown component kind {kind!r} (known: {', '.join(CAPABILITIES)})")
+    for k in kinds:
+        if name in CAPABILITIES[k]:
+            return CAPABILITIES[k][name]
+    where = f"kind {kind!r}" if kind is not None else "any kind"
+    raise ValueError(f"{name!r} is not a declared capability of {where} (see ganforge.contracts.CAPABILITIES)")
+
+
+def capability(obj: Any, name: str, *, kind: str | None = None) -> Any:
+    """The value of the declared capability ``name`` on ``obj``, or its declared default.
+
+    ``name`` must be declared for ``kind`` (for some kind when ``kind`` is omitted), else
+    ``ValueError``: reading an undeclared flag is a programming error. A method capability gives
+    the bound method, or None when ``obj`` does not offer it.
+    """
+    cap = _declared(name, kind)
+    value = getattr(obj, name, cap.default)
+    if cap.method:
+        return value if callable(value) else None
+    return value
+
+
+def is_attention(module: Any) -> bool:
+    """Whether ``module`` is an attention layer: it offers the ``attention_map`` capability."""
+    return capability(module, "attention_map", kind="layer") is not None
+
+
+def _check_capability_values(kind: str, obj: Any) -> None:
+    for cap in CAPABILITIES.get(kind, {}).values():
+        value = inspect.getattr_static(obj, cap.name, None) if inspect.isclass(obj) else getattr(obj, cap.name, None)
+        if value is None:
+            continue
+        if cap.method:
+            if not callable(value) and not isinstance(value, (staticmethod, classmethod)):
+                raise ContractError(f"{kind} {_label(obj)}: {cap.name} must be a method ({cap.doc})")
+        elif isinstance(value, (property, staticmethod, classmethod)):
+            continue  # computed per instance; checked on the built component
+        elif not isinstance(value, cap.types) or (bool not in cap.types and isinstance(value, bool)):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in cap.types)
+            raise ContractError(f"{kind} {_label(obj)}: capability {cap.name} must be {names}, "
+                                f"got {type(value).__name__} ({cap.doc})")
+
+
+def check_instance(kind: str, obj: Any) -> None:
+    """Raise ``ContractError`` when a built component does not offer its kind's interface or mis-types a capability."""
+    interface = INTERFACES[kind]
+    if kind in NETWORK_KINDS:
+        torch = sys.modules.get("torch")
+        if torch is not None and not isinstance(obj, torch.nn.Module):
+            raise ContractError(f"{kind} {_label(type(obj))} must build a torch.nn.Module, got {type(obj).__name__}")
+    if not isinstance(obj, interface):
+        missing = [name for name in interface.__protocol_attrs__ if not hasattr(obj, name)] \
+            if hasattr(interface, "__protocol_attrs__") else []
+        raise ContractError(f"{kind} {_label(type(obj))} does not offer the {interface.__name__} interface"
+                            + (f" (missing {', '.join(sorted(missing))})" if missing else ""))
+    _check_capability_values(kind, obj)
+    if kind == "metric" and not capability(obj, "needs_inception_features", kind="metric") \
+            and capability(obj, "bind", kind="metric") is None:
+        raise ContractError(f"metric {_label(type(obj))} sets needs_inception_features = False but has no "
+                            "bind(*, data) giving its own detector")
 
 
 def _label(obj: Any) -> str:
@@ -106,7 +352,7 @@ def _check_loss(obj: Any) -> None:
     if not inspect.isclass(obj):
         raise ContractError(f"a loss must be a class with discriminator_loss() and generator_loss(), got {_label(obj)}")
     _keyword_only(obj, "discriminator_loss", "loss", ("real_logits", "fake_logits"))
-    needs_real = bool(getattr(obj, "generator_needs_real", False))
+    needs_real = bool(capability(obj, "generator_needs_real", kind="loss"))
     _keyword_only(obj, "generator_loss", "loss", ("fake_logits", "real_logits") if needs_real else ("fake_logits",))
 
 
@@ -143,6 +389,7 @@ def _check_network(kind: str, obj: Any) -> None:
 def check_contract(kind: str, obj: Any) -> None:
     """Raise ``ContractError`` naming the first rule ``obj`` breaks as a component of ``kind``."""
     check_settings(kind, obj)
+    _check_capability_values(kind, obj)
     if kind == "loss":
         _check_loss(obj)
     elif kind == "regularizer":

@@ -14,6 +14,7 @@ import torch
 
 from .assembly import Network
 from .blueprint.validation import LoadedBlueprint
+from .contracts import capability
 from .errors import GanforgeError
 from .generation import generate
 from .registry import default_registry
@@ -25,9 +26,12 @@ from .data.prepare import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagef
 class Evaluation:
     values: dict[str, float]
     protocol: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Value name → why it looks the way it does (e.g. kid_std 0 from one subset), shown after it."""
 
     def lines(self) -> list[str]:
-        out = [f"{name}: {value:.4f}" for name, value in self.values.items()]
+        out = [f"{name}: {value:.4f}" + (f" ({self.notes[name]})" if name in self.notes else "")
+               for name, value in self.values.items()]
         out += [f"  {key}: {value}" for key, value in self.protocol.items()]
         return out
 
@@ -52,7 +56,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     # to the run's data settings (bind raises before any image is generated); Inception loads only
     # when some requested metric needs its features.
     own = {id(metric): metric.bind(data=bp.data) for metric in built
-           if not getattr(metric, "needs_inception_features", True)}
+           if not capability(metric, "needs_inception_features", kind="metric")}
     extractor = load_inception(inception, device=device) if len(own) < len(built) else None
 
     def generated_features(extract: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -66,9 +70,9 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
             network.train(was_training)
 
     source = None
-    if extractor is not None and any(metric.needs_real for metric in built if id(metric) not in own):
+    if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):
         source = _reference_source(loaded, reference=reference, n=n)  # a bad reference fails before generating
-        needs_features = [m.name for m in built if id(m) not in own and m.needs_real and m.name != "fid"]
+        needs_features = [m.name for m in built if id(m) not in own and _needs_full_features(m)]
         if not isinstance(source, _Source) and isinstance(source[0], tuple) and needs_features:
             raise GanforgeError(_STATS_ONLY.format(name=needs_features[0]))
     fake, fake_logits = generated_features(extractor, "generated") if extractor is not None else (None, None)
@@ -77,6 +81,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
                                                                batch_size=batch_size, progress=progress)
     values: dict[str, float] = {}
+    notes: dict[str, str] = {}
     detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
     for metric in built:
         if id(metric) in own:
@@ -86,9 +91,11 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                 detected[key], _ = generated_features(bound.detector, f"{metric.name} detector")
             values.update(bound.compute(real=None, fake=detected[key]))
             continue
-        if metric.needs_real and real is None and metric.name != "fid":
+        if _needs_full_features(metric) and real is None:
             raise GanforgeError(_STATS_ONLY.format(name=metric.name))
-        values.update(metric.compute(real=real, fake=fake, fake_logits=fake_logits, real_stats=real_stats))
+        logits = fake_logits if capability(metric, "needs_logits", kind="metric") else None
+        values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats))
+        notes.update(getattr(metric, "notes", None) or {})
     features = ([extractor.description] if extractor is not None else []) + list(detected)
     protocol = {
         "generated": f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
@@ -98,7 +105,30 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         "reference": reference_text,
         "features": "; ".join(features),
     }
-    return Evaluation(values=values, protocol=protocol)
+    return Evaluation(values=values, protocol=protocol, notes=notes)
+
+
+SMALL_SAMPLE = 10_000
+"""Below this many images FID reads high and KID is noisy: numbers compare only at the same n."""
+
+
+def small_sample_warning(metrics: list[str], n: int) -> str | None:
+    """A one-line warning when FID or KID is asked for on fewer than ~10,000 images, else None."""
+    named = [name for name in ("fid", "kid") if name in metrics]
+    if n >= SMALL_SAMPLE or not named:
+        return None
+    which = " and ".join(name.upper() for name in named)
+    return (f"warning: {which} {'are' if len(named) > 1 else 'is'} biased below about 10,000 images "
+            f"(--n {n}); compare only numbers computed with the same --n")
+
+
+def _needs_real(metric: Any) -> bool:
+    return bool(capability(metric, "needs_real", kind="metric"))
+
+
+def _needs_full_features(metric: Any) -> bool:
+    """Whether ``metric`` needs per-image reference features, not only their mean and covariance."""
+    return _needs_real(metric) and bool(capability(metric, "needs_full_features", kind="metric"))
 
 
 _STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it needs reference features "
@@ -116,18 +146,18 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
     """
     registry = default_registry()
     built = [registry.get("metric", name).build({}) for name in metrics]
-    inception_metrics = [metric for metric in built if getattr(metric, "needs_inception_features", True)]
+    inception_metrics = [metric for metric in built if capability(metric, "needs_inception_features", kind="metric")]
     if not inception_metrics:
         return
     from .metrics.inception import load_inception
 
     load_inception(inception, device=device)
-    if reference is None or not any(metric.needs_real for metric in inception_metrics):
+    if reference is None or not any(_needs_real(metric) for metric in inception_metrics):
         return
     found = check_reference(reference)
     if isinstance(found, tuple):
         for metric in inception_metrics:
-            if metric.needs_real and metric.name != "fid":
+            if _needs_full_features(metric):
                 raise GanforgeError(_STATS_ONLY.format(name=metric.name))
 
 

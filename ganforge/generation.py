@@ -30,24 +30,43 @@ def class_labels(n: int, num_classes: int, *, class_index: int | None, generator
     return torch.randint(0, num_classes, (n,), generator=generator).to(device)
 
 
+def column_classes(n: int, num_classes: int, columns: int, *, start: int = 0,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels of images ``start``..``start+n-1`` of a grid ``columns`` wide: column c shows class c mod num_classes."""
+    return ((torch.arange(start, start + n) % columns) % num_classes).to(device)
+
+
 def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64, seed: int = 0,
                    class_index: int | None = None, truncation: float | None = None,
-                   device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(z, labels) batches of ``n`` inputs in all; the same seed gives the same inputs."""
+                   device: torch.device | str = "cpu",
+                   columns: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(z, labels) batches of ``n`` inputs in all; the same seed gives the same inputs.
+
+    ``columns`` lays the classes out for a grid that wide (one class per column, see
+    ``column_classes``) instead of drawing them at random; the latents stay the same.
+    """
     rng = torch.Generator().manual_seed(seed)
     done = 0
     while done < n:
         size = min(batch_size, n - done)
         z = latents(size, latent_dim, generator=rng, truncation=truncation, device=device)
-        yield z, class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
+        labels = class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
+        if labels is not None and class_index is None and columns is not None:
+            labels = column_classes(size, num_classes, columns, start=done, device=device)
+        yield z, labels
         done += size
 
 
 @torch.no_grad()
 def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
              seed: int = 0, class_index: int | None = None, truncation: float | None = None,
-             device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
-    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images."""
+             device: torch.device | str = "cpu", columns: int | None = None) -> Iterator[torch.Tensor]:
+    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images.
+
+    Classes are uniform random (``class_index`` fixes one); ``columns`` gives one class per column
+    of a grid that wide instead (``sample``'s grid).
+    """
     for z, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
-                                    seed=seed, class_index=class_index, truncation=truncation, device=device):
+                                    seed=seed, class_index=class_index, truncation=truncation, device=device,
+                                    columns=columns):
         yield network(z, labels).float()

@@ -16,6 +16,12 @@ from .errors import GanforgeError
 __all__ = ["read_log", "plot_run", "plot_losses", "plot_gamma", "plot_metrics"]
 
 LOG_NAME = "metrics.jsonl"
+PLOTS_DIR = "plots"  # RUN/plots: where `plot` writes by default and `attention` writes gamma.png
+
+
+def gamma_path(run_dir: Path) -> Path:
+    """The one place γ's plot goes for a run: ``RUN/plots/gamma.png`` (``plot`` and ``attention`` alike)."""
+    return Path(run_dir) / PLOTS_DIR / "gamma.png"
 EVALUATION = "evaluation"
 # Fields of an evaluation entry that are bookkeeping, not metrics.
 _NOT_METRICS = {"step", "time", "event"}

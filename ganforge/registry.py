@@ -5,6 +5,12 @@ which the registry imports on first lookup (never at ``import ganforge``). Third
 packages add components through entry points (see ``ganforge.plugins``), loaded one
 name at a time. A component's settings schema is derived from its keyword-only
 signature, so there is no hand-written schema to drift from the code.
+
+Renames keep old runs loading (timm's deprecation map is the precedent): a component registered
+with ``aliases=("old_name",)`` (or listed in ``DEPRECATED_NAMES``) is still found under its old
+name, and ``renamed_settings={"old": "new"}`` accepts a setting under its old key. Either prints
+one line on stderr naming old → new (once per registry or component), so a blueprint embedded in
+an old checkpoint still validates, assembles and restores.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,6 +82,9 @@ class Component:
     name: str
     obj: Callable[..., Any]
     origin: str
+    renamed_settings: dict[str, str] = field(default_factory=dict)
+    """Old setting name → current one; the old key is still accepted, with a warning."""
+    _warned: set[str] = field(default_factory=set, repr=False)
 
     @property
     def qualname(self) -> str:
@@ -121,10 +131,30 @@ class Component:
     def validate(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Check settings against the schema; returns them with defaults filled in.
 
-        Raises pydantic's ValidationError; callers attach the blueprint path.
+        Raises pydantic's ValidationError; callers attach the blueprint path. Settings under a
+        renamed (old) key are moved to the new one, with a one-line warning.
         """
+        settings = self.upgrade_settings(settings)
         model = self.schema.model_validate(settings)
         return {name: getattr(model, name) for name in self.schema.model_fields}
+
+    def upgrade_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """``settings`` with every renamed key under its current name (warns once per old key)."""
+        if not self.renamed_settings or not any(old in settings for old in self.renamed_settings):
+            return settings
+        settings = dict(settings)
+        for old, new in self.renamed_settings.items():
+            if old not in settings:
+                continue
+            if new in settings:
+                raise RegistryError(f"{self.kind} {self.name!r}: setting {old!r} was renamed to {new!r}; "
+                                    f"give only {new!r}")
+            settings[new] = settings.pop(old)
+            if old not in self._warned:
+                self._warned.add(old)
+                warn_deprecated(f"{self.kind} {self.name!r}: setting {old!r} was renamed to {new!r} "
+                                f"({old} → {new}); update the blueprint")
+        return settings
 
     def build(self, settings: dict[str, Any], context: dict[str, Any] | None = None) -> Any:
         """Instantiate with validated settings plus the context values it declared."""
@@ -214,6 +244,17 @@ class BrokenPlugin:
     error: str
 
 
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The candidates closest to a mistyped ``word`` (difflib, cutoff 0.6), best first."""
+    return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
+def did_you_mean(suggestions: Iterable[str]) -> str:
+    """``"; did you mean 'a', 'b'?"`` for a message, or ``""`` when there is nothing close."""
+    suggestions = list(suggestions)
+    return f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+
+
 @dataclass
 class Registry:
     """Kind-scoped names → components, with lazily loaded built-ins and plugins."""
@@ -223,10 +264,17 @@ class Registry:
     include_all_declared: bool = False  # the default registry also takes @register-ed user code
     _entries: dict[tuple[str, str], Component] = field(default_factory=dict)
     _builtins_loaded: bool = False
+    _aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    _warned: set[tuple[str, str]] = field(default_factory=set)
 
     # -- registration -------------------------------------------------------
-    def add(self, kind: str, name: str, obj: Callable[..., Any], *, origin: str | None = None) -> Component:
-        """Register ``obj``; the same object again is a no-op, a different one an error."""
+    def add(self, kind: str, name: str, obj: Callable[..., Any], *, origin: str | None = None,
+            aliases: Iterable[str] = (), renamed_settings: dict[str, str] | None = None) -> Component:
+        """Register ``obj``; the same object again is a no-op, a different one an error.
+
+        ``aliases`` are former names that still find it (with a warning); ``renamed_settings`` maps
+        former setting names to current ones.
+        """
         _check_kind(kind)
         if not (NAME_PATTERN.match(name) or QUALIFIED_PATTERN.match(name)):
             raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
@@ -241,9 +289,29 @@ class Registry:
                 f"{origin} ({getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', obj)}) "
                 "tried to register a different object under the same name"
             )
-        component = Component(kind=kind, name=name, obj=obj, origin=origin)
+        component = Component(kind=kind, name=name, obj=obj, origin=origin,
+                              renamed_settings=dict(renamed_settings or {}))
         self._entries[(kind, name)] = component
+        for alias in aliases:
+            self.deprecate(kind, alias, name)
         return component
+
+    def deprecate(self, kind: str, old: str, new: str) -> None:
+        """Make ``old`` a former name of ``kind``/``new``: looking it up finds ``new``, with a warning."""
+        _check_kind(kind)
+        if not NAME_PATTERN.match(old):
+            raise RegistryError(f"invalid component name {old!r}: use lowercase letters, digits and '_'")
+        if old == new:
+            raise RegistryError(f"{kind} {old!r} cannot be an alias of itself")
+        existing = self._aliases.get((kind, old))
+        if existing is not None and existing != new:
+            raise CollisionError(f"{kind} {old!r} is already an old name of {existing!r}; it cannot also "
+                                 f"stand for {new!r}")
+        self._aliases[(kind, old)] = new
+
+    def renamed(self, kind: str, name: str) -> str | None:
+        """The current name of a former one, or None (registered names are never aliases)."""
+        return self._aliases.get((kind, name)) or DEPRECATED_NAMES.get((kind, name))
 
     # -- lookup -------------------------------------------------------------
     def get(self, kind: str, name: str) -> Component:
@@ -269,6 +337,12 @@ class Registry:
             found = self._entries.get((kind, name))
             if found is not None:
                 return found
+        new = self.renamed(kind, name)
+        if new is not None:
+            if (kind, name) not in self._warned:
+                self._warned.add((kind, name))
+                warn_deprecated(f"{kind} {name!r} was renamed to {new!r} ({name} → {new}); update the blueprint")
+            return self.get(kind, new)
         suggestions = self.suggest(kind, name)
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         available = ", ".join(sorted(n for k, n in self._known_names() if k == kind))
@@ -340,8 +414,7 @@ class Registry:
         return [] if self.plugin_source is None else list(self.plugin_source.broken)
 
     def suggest(self, kind: str, name: str) -> list[str]:
-        known = sorted(n for k, n in self._known_names() if k == kind)
-        return difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        return close_matches(name, (n for k, n in self._known_names() if k == kind))
 
     def _known_names(self) -> set[tuple[str, str]]:
         names = set(self._entries)
@@ -357,9 +430,9 @@ class Registry:
             package = importlib.import_module(package_name)
             for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
                 importlib.import_module(info.name)
-        for kind, name, obj in list(_declared):
+        for kind, name, obj, options in list(_declared):
             if self._accepts_declared(obj):
-                self.add(kind, name, obj)
+                self.add(kind, name, obj, **options)
 
     def _accepts_declared(self, obj: Any) -> bool:
         if self.include_all_declared:
@@ -379,7 +452,16 @@ def _origin_of(obj: Any) -> str:
 
 
 _default: Registry | None = None
-_declared: list[tuple[str, str, Any]] = []
+_declared: list[tuple[str, str, Any, dict[str, Any]]] = []
+
+DEPRECATED_NAMES: dict[tuple[str, str], str] = {}
+"""``(kind, old name) → new name`` for renamed built-ins, consulted by every registry (like timm's
+``_deprecated_models``). Prefer ``register(..., aliases=...)`` next to the component itself."""
+
+
+def warn_deprecated(message: str) -> None:
+    """One line on stderr: a renamed component or setting was used under its old name."""
+    print(f"warning: deprecated: {message}", file=sys.stderr)
 
 
 def default_registry() -> Registry:
@@ -396,8 +478,12 @@ def default_registry() -> Registry:
     return _default
 
 
-def register(kind: str, name: str) -> Callable[[T], T]:
+def register(kind: str, name: str, *, aliases: Iterable[str] = (),
+             renamed_settings: dict[str, str] | None = None) -> Callable[[T], T]:
     """Decorator declaring a component under ``kind``/``name``.
+
+    ``aliases``: former names that still find it; ``renamed_settings``: former setting name →
+    current one. Both keep old blueprints (and checkpoints embedding them) loading, with a warning.
 
     Registries pick declarations up when they first look something up; checks run now, so a
     bad signature fails where it is defined.
@@ -408,9 +494,10 @@ def register(kind: str, name: str) -> Callable[[T], T]:
         if not NAME_PATTERN.match(name):
             raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
         check_signature(obj)  # type: ignore[arg-type]
-        _declared.append((kind, name, obj))
+        options = {"aliases": tuple(aliases), "renamed_settings": dict(renamed_settings or {})}
+        _declared.append((kind, name, obj, options))
         if _default is not None and _default._builtins_loaded:
-            _default.add(kind, name, obj)  # type: ignore[arg-type]
+            _default.add(kind, name, obj, **options)  # type: ignore[arg-type]
         return obj
 
     return decorate

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .generation import latent_batches
-from .layers.spectral_norm import frozen_spectral_norm
+from .assembly import frozen_normalisation
 
 __all__ = ["STANDING_BATCH_SIZE", "seeded_standing_statistics", "standing_statistics"]
 
@@ -38,7 +38,7 @@ def standing_statistics(network: nn.Module, batches: Iterable[tuple[torch.Tensor
     passes = 0
     network.train()
     try:
-        with frozen_spectral_norm(network):
+        with frozen_normalisation(network):
             for z, labels in batches:
                 network(z, labels)
                 passes += 1

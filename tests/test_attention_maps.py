@@ -149,11 +149,12 @@ def test_attention_figure_library_call(restored, tmp_path):
 def test_cli_attention_default_writes_figure_and_gamma(run):
     result = invoke("attention", run)
     assert result.exit_code == 0, result.output
-    assert [Path(line) for line in result.stdout.splitlines()] == [run / "attention.png", run / "gamma.png"]
+    assert [Path(line) for line in result.stdout.splitlines()] == [run / "attention.png",
+                                                                    run / "plots" / "gamma.png"]
     width, height = png_size(run / "attention.png")
     # 4 rows of images; columns: the image + 3 default points × 1 attention layer
     assert 600 <= width <= 1500 and 600 <= height <= 1500
-    assert png_size(run / "gamma.png")
+    assert png_size(run / "plots" / "gamma.png")  # where `ganforge plot` writes it
 
 
 def test_default_output_next_to_a_checkpoint_file(run, restored):

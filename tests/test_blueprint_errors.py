@@ -91,7 +91,7 @@ def test_key_inherited_from_base_names_the_base_file(cli, write):
 
 def test_channel_mismatch(cli, write):
     path = extend(write, "generator:\n  head: {type: image_output, channels: 1}\n")
-    check_error(cli("inspect", path), file=str(path), path="generator.blocks",
+    check_error(cli("inspect", path), file=str(path), path="generator.head.channels",
                 phrase="produces 1×16×16 images but the data is 3×16×16")
 
 

@@ -33,9 +33,11 @@ def _timed(args):
 def test_components_list_kind_and_pattern(cli):
     result = cli("components", "layer", "sn*")
     assert result.exit_code == 0
-    names = [line.split()[1] for line in result.stdout.splitlines()]
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["KIND", "NAME", "ORIGIN", "SUMMARY"]
+    names = [line.split()[1] for line in lines]
     assert "snconv" in names and all(n.startswith("sn") for n in names)
-    assert all(line.split()[0] == "layer" for line in result.stdout.splitlines())
+    assert all(line.split()[0] == "layer" for line in lines)
     everything = cli("components").stdout
     for kind in ("layer", "block", "head", "loss", "update_rule", "optimizer", "dataset", "init"):
         assert f"\n{kind} " in "\n" + everything

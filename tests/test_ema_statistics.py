@@ -94,15 +94,14 @@ def test_ema_generator_samples_and_evaluates_with_its_own_converged_sigma(traine
 
 def test_restored_ema_generator_gets_its_own_vectors(trained, tmp_path):
     """Also from a checkpoint whose EMA holds the live generator's u/v (as older runs wrote them)."""
-    from ganforge.engine.checkpoints import load_newest_valid
+    from ganforge.engine.checkpoints import load_newest_valid, save_checkpoint
     from ganforge.engine.restore import restore
 
     _, state = load_newest_valid(trained.options.out / "checkpoints")
     for key in state["ema"]:
         if key.endswith(("._u", "._v")):
             state["ema"][key] = state["generator"][key].clone()
-    torch.save(state, tmp_path / "old.pt")
-    restored = restore(tmp_path / "old.pt")
+    restored = restore(save_checkpoint(tmp_path, state["step"], state, keep=1))
     raw = restored.assembly.generator.build("cpu", initialise=False)
     raw.load_state_dict(state["generator"])
     assert restored.uses_ema

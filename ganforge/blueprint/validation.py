@@ -54,21 +54,57 @@ def validate_document(document: dict[str, Any], *, file: str, origins: Origins |
     try:
         blueprint = Blueprint.model_validate(document)
     except pydantic.ValidationError as err:
-        raise from_validation_error(err, origins=origins, default_file=file) from None
+        raise from_validation_error(err, origins=origins, default_file=file, model=Blueprint) from None
     return LoadedBlueprint(blueprint=blueprint, file=file, document=document, origins=origins)
 
 
 def from_validation_error(err: "pydantic.ValidationError", *, origins: Origins, default_file: str,
-                          prefix: str = "") -> BlueprintError:
-    """The first pydantic error as a BlueprintError at its dotted path (later ones counted)."""
+                          prefix: str = "", model: type | None = None) -> BlueprintError:
+    """The first pydantic error as a BlueprintError at its dotted path (later ones counted).
+
+    ``model`` is what was validated: an unknown key then suggests the closest known keys of its
+    section (``train.step: unknown key; did you mean 'train.steps'?``), as unknown component
+    names do.
+    """
     errors = err.errors(include_url=False)
     first = errors[0]
     loc = [part for part in first["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
     path = join_path(prefix, *loc)
     message = _describe(first)
+    if first.get("type") == "extra_forbidden" and model is not None and loc and isinstance(loc[-1], str):
+        from ..registry import close_matches, did_you_mean
+
+        matches = close_matches(loc[-1], _keys_at(model, loc[:-1]))
+        message += did_you_mean(join_path(prefix, *loc[:-1], match) for match in matches)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return BlueprintError(message, path=path, file=origin_of(path, origins, default_file))
+
+
+def _keys_at(model: type, loc: list[str | int]) -> list[str]:
+    """The keys the pydantic model found by following ``loc`` from ``model`` accepts ([] if unknown)."""
+    import typing
+
+    import pydantic
+
+    def model_in(annotation: Any) -> type | None:
+        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+            return annotation
+        for arg in typing.get_args(annotation):  # Optional[X], list[X], X | None
+            found = model_in(arg)
+            if found is not None:
+                return found
+        return None
+
+    current: type | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: model_in already looked inside list[X]
+        fields = current.model_fields if current is not None else {}
+        if part not in fields:
+            return []
+        current = model_in(fields[part].annotation)
+    return list(current.model_fields) if current is not None else []
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -95,14 +131,18 @@ def resolve_component(registry: "Registry", spec: ComponentSpec, *, kinds: Itera
         component = registry.find(spec.type, kinds) if len(kinds) > 1 else registry.get(kinds[0], spec.type)
     except RegistryError as err:
         raise loaded.error(str(err), join_path(path, "type")) from err
-    settings = spec.settings
-    if defaults:
-        accepted = component.schema.model_fields
-        settings = {**{k: v for k, v in defaults.items() if k in accepted}, **settings}
+    try:  # settings under a former name (renamed in the registry) move to the current one, with a warning
+        settings = component.upgrade_settings(spec.settings)
+        if defaults:
+            known = {**component.schema.model_fields, **component.renamed_settings}
+            settings = {**component.upgrade_settings({k: v for k, v in defaults.items() if k in known}), **settings}
+    except RegistryError as err:
+        raise loaded.error(str(err), path) from err
     try:
         validated = component.validate(settings)
     except pydantic.ValidationError as err:
-        raise from_validation_error(err, origins=loaded.origins, default_file=loaded.file, prefix=path) from None
+        raise from_validation_error(err, origins=loaded.origins, default_file=loaded.file, prefix=path,
+                                    model=component.schema) from None
     return component, validated
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..engine.seeding import derive_seed
 from ..errors import GanforgeError
 from ..registry import register
 
@@ -87,7 +88,7 @@ class LongRangeImages:
         """The (colour, shape) every part of item ``index`` is drawn with."""
         import torch
 
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, index))
         combo = int(torch.randint(self.combinations, (), generator=gen))
         return combo // self.shapes, combo % self.shapes
 
@@ -113,7 +114,7 @@ class LongRangeImages:
         if not 0 <= index < self.size:
             raise IndexError(index)
         colour, shape = self.attributes(index)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, index))
         gen.manual_seed(int(torch.randint(2**62, (), generator=gen)))   # noise stream apart from attributes
         image = self.render([(colour, shape)] * self.parts, generator=gen)
         return image, torch.tensor(colour if self.num_classes else 0)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ..engine.seeding import derive_seed
 from ..registry import register
 
 
@@ -29,7 +30,7 @@ class ProceduralImages:
 
         if not 0 <= index < self.size:
             raise IndexError(index)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, index))
         label = index % self.num_classes
         base_angle, freq, palette = class_grating(label, num_classes=self.num_classes, channels=self.channels)
         angle = base_angle + ANGLE_JITTER * float(torch.rand((), generator=gen))

@@ -9,6 +9,16 @@ all; ``torch.load`` ignores bytes after the zip archive, so the file still loads
 ``torch.load``. Loading recomputes the hash and treats a mismatch like an unreadable file.
 Checkpoints written before checksums (``format`` 1, no trailer) still load, with a one-line warning;
 a ``format`` 2 checkpoint without its trailer is refused.
+
+Format: one typed record, ``CheckpointRecord``, written (``write_checkpoint``, ``write_best``) and read
+(``read_checkpoint``, ``read_newest_valid``) here and nowhere else. On disk it is a plain dict of
+tensors, lists and numbers (``CheckpointRecord.to_dict``), so ``torch.load(weights_only=True)`` reads
+it. Every file carries its ``format``; an older one is brought up to ``FORMAT`` on load by the
+chain ``MIGRATIONS`` (one small function per version: ``MIGRATIONS[n]`` turns format n into n + 1),
+and a newer or unknown one is refused with a GanforgeError. To change the layout: bump ``FORMAT``,
+add ``MIGRATIONS[FORMAT - 1]``, and keep a fixture of the old format under ``tests/fixtures/``.
+The dict-returning ``load_checkpoint``/``load_newest_valid``/``save_checkpoint`` remain for callers
+that want the raw (migrated) mapping.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +35,8 @@ import torch
 from ..errors import GanforgeError
 
 PATTERN = re.compile(r"^step-(\d{9})\.pt$")
-FORMAT = 2  # 2: sha256 trailer; 1: none (still loaded, with a warning)
-READABLE_FORMATS = (1, 2)
+FORMAT = 2  # 2: sha256 trailer; 1: none (still loaded, with a warning, migrated by MIGRATIONS[1])
+CHECKSUM_SINCE = 2  # from this format on, a missing trailer means the file was damaged
 TRAILER_MAGIC = b"\0ganforge-sha256:"
 TRAILER_SIZE = len(TRAILER_MAGIC) + 64 + 1
 _CHUNK = 1 << 20
@@ -136,21 +147,29 @@ def verify_checksum(path: Path) -> bool:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
                     warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """A complete ganforge checkpoint whose bytes match their recorded SHA-256.
+    """A complete ganforge checkpoint whose bytes match their recorded SHA-256, as a current-format dict.
 
     Raises ``ChecksumMismatch`` (a ValueError) when they do not, like any unreadable file. A
-    pre-checksum (format 1) checkpoint is loaded unverified and ``warn`` is told so.
+    pre-checksum (format 1) checkpoint is loaded unverified and ``warn`` is told so; an older format
+    is migrated to ``FORMAT``, a newer or unknown one raises GanforgeError.
     """
     verified = verify_checksum(path)
     state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or not state.get("complete") or state.get("format") not in READABLE_FORMATS:
+    if not isinstance(state, dict) or not state.get("complete"):
         raise ValueError("not a complete ganforge checkpoint")
+    version = _format_of(state, path)
     if not verified:
-        if state.get("format") != 1:
+        if version >= CHECKSUM_SINCE:
             raise ChecksumMismatch("its sha256 trailer is missing or damaged")
         if warn is not None:
             warn(f"warning: {path} has no checksum (written by an older ganforge): loaded unverified")
-    return state
+    return migrate(state, path=path)
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
+                    warn: Callable[[str], None] | None = None) -> CheckpointRecord:
+    """``load_checkpoint`` as a typed record: the one way ganforge reads a checkpoint file."""
+    return CheckpointRecord.from_dict(load_checkpoint(path, map_location, warn=warn))
 
 
 def load_newest_valid(folder: Path, *, map_location: str | torch.device = "cpu",
@@ -162,6 +181,134 @@ def load_newest_valid(folder: Path, *, map_location: str | torch.device = "cpu",
         except Exception as err:  # truncated zip, bad pickle, checksum mismatch, wrong content: all mean "skip"
             report(f"skipping unreadable checkpoint {path}: {type(err).__name__}: {err}")
     return None
+
+
+def read_newest_valid(folder: Path, *, map_location: str | torch.device = "cpu",
+                      report: Callable[[str], None] = print) -> tuple[Path, CheckpointRecord] | None:
+    """``load_newest_valid`` as a typed record."""
+    found = load_newest_valid(folder, map_location=map_location, report=report)
+    return None if found is None else (found[0], CheckpointRecord.from_dict(found[1]))
+
+
+# -- migrations -------------------------------------------------------------------------------
+def _format_of(state: dict[str, Any], path: Path | str | None = None) -> int:
+    version = state.get("format")
+    where = f"{path}: " if path is not None else ""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise GanforgeError(f"{where}unknown checkpoint format {version!r} (this ganforge reads formats 1 to "
+                            f"{FORMAT})")
+    if version > FORMAT:
+        raise GanforgeError(f"{where}checkpoint format {version} is newer than this ganforge reads (formats 1 "
+                            f"to {FORMAT}): upgrade ganforge to load it")
+    return version
+
+
+def _to_list(value: Any) -> Any:
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
+def _format_1_to_2(state: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 (before the SHA-256 trailer) to 2.
+
+    The earliest format-1 files held one process's random state as a dict with tensors (``cuda``:
+    every device's state); later ones a list per rank of plain lists. Keys added during format 1
+    (``images_seen``, ``best_fid``, ``blueprint_file``) get their neutral values.
+    """
+    rng = state.get("rng")
+    if isinstance(rng, dict):
+        numpy_state = list(rng.get("numpy") or [])
+        if len(numpy_state) > 1:
+            numpy_state[1] = _to_list(numpy_state[1])
+        cuda = rng.get("cuda")
+        if isinstance(cuda, (list, tuple)):  # torch.cuda.get_rng_state_all(): one per device
+            cuda = _to_list(cuda[0]) if len(cuda) == 1 else None
+        rng = [{**rng, "numpy": numpy_state, "torch": _to_list(rng.get("torch")), "cuda": _to_list(cuda),
+                "noise": _to_list(rng.get("noise"))}]
+    state["rng"] = rng if rng is not None else []
+    state.setdefault("ema", None)
+    state.setdefault("images_seen", 0)
+    state.setdefault("best_fid", None)
+    state.setdefault("blueprint_file", None)
+    return state
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _format_1_to_2}
+"""``MIGRATIONS[n]`` turns a format-n checkpoint dict into format n + 1 (it may change its argument)."""
+READABLE_FORMATS = tuple(range(1, FORMAT + 1))
+
+
+def migrate(state: dict[str, Any], *, path: Path | str | None = None) -> dict[str, Any]:
+    """``state`` brought up to ``FORMAT`` one version at a time; newer or unknown formats are refused."""
+    version = _format_of(state, path)
+    state = dict(state)
+    while version < FORMAT:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise GanforgeError(f"{path or 'checkpoint'}: no migration from checkpoint format {version}")
+        state = step(state)
+        version += 1
+        state["format"] = version
+    return state
+
+
+# -- the record ---------------------------------------------------------------------------------
+@dataclass
+class CheckpointRecord:
+    """Everything a checkpoint holds, in the current ``FORMAT``.
+
+    ``rng`` holds one entry per training process (rank order), each a dict of plain lists;
+    ``data`` is the data stream's position; ``blueprint`` the resolved blueprint document (the
+    networks are rebuilt from it alone); ``fid`` is set in ``best.pt`` only. Keys this version does
+    not know (from a plugin or a newer minor writer) are kept in ``extra`` and written back.
+    """
+
+    step: int
+    generator: dict[str, torch.Tensor]
+    discriminator: dict[str, torch.Tensor]
+    blueprint: dict[str, Any]
+    ema: dict[str, torch.Tensor] | None = None
+    g_optimizer: dict[str, Any] | None = None
+    d_optimizer: dict[str, Any] | None = None
+    rng: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] | None = None
+    images_seen: int = 0
+    best_fid: float | None = None
+    blueprint_file: str | None = None
+    fid: float | None = None
+    format: int = FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _ON_DISK_ONLY = ("complete",)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The on-disk dict (``format``/``complete`` are set by the writer); ``fid`` only when set."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "format", "fid")}
+        if self.fid is not None:
+            out["fid"] = self.fid
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> CheckpointRecord:
+        """A record from a current-format dict (run ``migrate`` first for older ones)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in state.items() if k in known}
+        extra = {k: v for k, v in state.items() if k not in known and k not in cls._ON_DISK_ONLY}
+        for required in ("step", "generator", "discriminator", "blueprint"):
+            if required not in values:
+                raise ValueError(f"not a complete ganforge checkpoint (no {required!r})")
+        values["step"] = int(values["step"])
+        values["images_seen"] = int(values.get("images_seen") or 0)
+        return cls(**values, extra=extra)
+
+
+def write_checkpoint(folder: Path, record: CheckpointRecord, *, keep: int) -> Path:
+    """Write ``record`` as ``step-N.pt`` (atomic, checksummed), then drop all but the newest ``keep``."""
+    return save_checkpoint(folder, record.step, record.to_dict(), keep=keep)
+
+
+def write_best(folder: Path, record: CheckpointRecord) -> Path:
+    """Write ``record`` as ``best.pt`` (atomic, checksummed); rotation never touches it."""
+    return save_best(folder, record.to_dict(), step=record.step)
 
 
 class _HashingWriter:

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import GanforgeError
+from .seeding import epoch_seed, loader_seed
 
 
 class _Slice(Sampler[int]):
@@ -51,7 +52,7 @@ class DataStream:
         self.batches_per_epoch = per_rank // self.batch_size
 
     def _epoch_indices(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
         mine = order[self.rank :: self.world_size][: self.batches_per_epoch * self.batch_size]
         return mine[self.offset :]
@@ -59,8 +60,7 @@ class DataStream:
     def _start_epoch(self) -> None:
         # The loader's own generator keeps it from drawing on the global RNG (which would shift
         # every later random draw of a resumed run); it also seeds the workers.
-        generator = torch.Generator().manual_seed(
-            ((self.seed * 7919 + self.epoch) * 1_000_003 + self.offset) * 131 + self.rank)
+        generator = torch.Generator().manual_seed(loader_seed(self.seed, self.epoch, self.offset, self.rank))
         loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=_Slice(self._epoch_indices()),
                             num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
                             persistent_workers=False, generator=generator)

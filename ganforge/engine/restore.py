@@ -14,7 +14,7 @@ from ..blueprint.validation import LoadedBlueprint, validate_document
 from ..errors import GanforgeError
 from ..layers.spectral_norm import refresh_spectral_norm
 from ..registry import default_registry
-from .checkpoints import load_checkpoint, load_newest_valid
+from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
 
 
 @dataclass
@@ -28,11 +28,16 @@ class RestoredRun:
     assembly: Assembly
     generator: Network
     uses_ema: bool
-    state: dict
+    record: CheckpointRecord
+
+    @property
+    def state(self) -> dict:
+        """The checkpoint as its on-disk dict (current format); prefer ``record``."""
+        return self.record.to_dict()
 
     def discriminator(self, device: torch.device | str = "cpu") -> Network:
         network = self.assembly.discriminator.build(device, initialise=False)
-        network.load_state_dict(self.state["discriminator"])
+        network.load_state_dict(self.record.discriminator)
         return network.eval()
 
 
@@ -41,6 +46,13 @@ def warn_on_stderr(message: str) -> None:
 
 
 def find_checkpoint(target: str | Path, *, warn: Callable[[str], None] = warn_on_stderr) -> tuple[Path, dict]:
+    """``find_record`` with the checkpoint as its on-disk dict (current format)."""
+    path, record = find_record(target, warn=warn)
+    return path, record.to_dict()
+
+
+def find_record(target: str | Path, *,
+                warn: Callable[[str], None] = warn_on_stderr) -> tuple[Path, CheckpointRecord]:
     """``target`` is a checkpoint file, a run folder, or a run's ``checkpoints`` folder.
 
     In a folder, the newest checkpoint that loads and matches its checksum; every newer one that
@@ -50,13 +62,13 @@ def find_checkpoint(target: str | Path, *, warn: Callable[[str], None] = warn_on
     path = Path(target)
     if path.is_file():
         try:
-            return path, load_checkpoint(path, warn=warn)
+            return path, read_checkpoint(path, warn=warn)
         except Exception as err:
             raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         messages: list[str] = []
-        found = load_newest_valid(folder, report=messages.append)
+        found = read_newest_valid(folder, report=messages.append)
         if found is None:
             reasons = f" ({'; '.join(messages)})" if messages else ""
             raise GanforgeError(f"{path}: no readable checkpoint (looked in {folder}){reasons}")
@@ -74,15 +86,20 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
 
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
+    A ``.safetensors`` file is an export (``ganforge.export``): its one generator, as written.
     """
-    checkpoint, state = find_checkpoint(target, warn=warn)
+    if Path(target).suffix == ".safetensors":
+        from ..export import restore_export
+
+        return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn)
+    checkpoint, record = find_record(target, warn=warn)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    loaded = validate_document(state["blueprint"], file=f"{checkpoint} (stored blueprint)")
+    loaded = validate_document(record.blueprint, file=f"{checkpoint} (stored blueprint)")
     assembly = assemble(loaded, default_registry())
     generator = assembly.generator.build(device, initialise=False)
-    uses_ema = prefer_ema and state.get("ema") is not None
-    generator.load_state_dict(state["ema"] if uses_ema else state["generator"])
+    uses_ema = prefer_ema and record.ema is not None
+    generator.load_state_dict(record.ema if uses_ema else record.generator)
     if uses_ema:
         refresh_spectral_norm(generator)
-    return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=int(state["step"]), loaded=loaded,
-                       assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, state=state)
+    return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=record.step, loaded=loaded,
+                       assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, record=record)

@@ -30,8 +30,30 @@ def writing(path: Path, what: str, *, note: str | Callable[[], str] = "") -> Ite
         raise GanforgeError(message + (f"; {text}" if text else "")) from None
 
 
-def save_grid(images: torch.Tensor, path: Path, *, note: str | Callable[[], str] = "") -> None:
-    """Save images in [-1, 1] as one square-ish grid, written atomically.
+def grid_columns(n: int, num_classes: int = 0) -> int:
+    """Columns of a grid of ``n`` images, chosen so that every row is full.
+
+    The smallest divisor of ``n`` not below sqrt(n) (32 → 8×4, 64 → 8×8, 7 → one row of 7). When
+    that shape is more elongated than 4:1 and wider than 16 (n prime or twice a prime, e.g. 34),
+    it falls back to ceil(sqrt(n)) columns with a shorter last row. A class-conditional grid
+    (``num_classes`` > 0) shows one class per column (see ``generation.column_classes``); when
+    there are more classes than those columns and ``num_classes`` divides ``n`` into a shape no
+    more elongated than 4:1, it uses one column per class instead (40 images, 10 classes → 10×4).
+    """
+    if n <= 0:
+        return 1
+    columns = next(d for d in range(math.isqrt(n - 1) + 1, n + 1) if n % d == 0)
+    rows = n // columns
+    if columns > 16 and columns > 4 * rows:
+        columns = math.isqrt(n - 1) + 1
+    if num_classes > columns and n % num_classes == 0 and num_classes <= 4 * (n // num_classes):
+        columns = num_classes
+    return columns
+
+
+def save_grid(images: torch.Tensor, path: Path, *, note: str | Callable[[], str] = "",
+              columns: int | None = None) -> None:
+    """Save images in [-1, 1] as one grid of ``columns`` (default ``grid_columns(n)``), written atomically.
 
     A write the OS refuses raises GanforgeError naming the path; ``note`` is added to its line.
     """
@@ -41,8 +63,8 @@ def save_grid(images: torch.Tensor, path: Path, *, note: str | Callable[[], str]
     with writing(path, "sample grid", note=note):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            rows = max(1, int(math.sqrt(images.shape[0])))
-            save_image(images.clamp(-1, 1), temporary, nrow=rows, normalize=True, value_range=(-1, 1), padding=1)
+            nrow = columns if columns is not None else grid_columns(images.shape[0])  # torchvision: per row
+            save_image(images.clamp(-1, 1), temporary, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
             temporary.replace(path)
         except OSError:
             with contextlib.suppress(OSError):

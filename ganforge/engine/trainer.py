@@ -8,29 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
-import random
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..assembly import Assembly
 from ..errors import GanforgeError
-from ..layers.spectral_norm import buffers_outside_spectral_norm, frozen_spectral_norm, refresh_spectral_norm
+from ..contracts import capability
+from ..layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
 from ..registry import Registry
 from ..training.update_rules import TrainingPlan
-from .checkpoints import list_checkpoints, load_newest_valid, save_best, save_checkpoint
+from .checkpoints import CheckpointRecord, list_checkpoints, write_best, write_checkpoint
 from .data_stream import DataStream
 from .distributed import Placement, any_rank
+from .resume import resume_newest
 from .run_log import Progress, RunLog
 from .samples import save_grid, writing
+from .seeding import capture_rng, derive_seed, fixed_samples_seed, process_seed, restore_rank_rng, seed_everything
 
 
 class TrainingDiverged(GanforgeError):
@@ -59,7 +61,7 @@ class Trainer:
         self.num_classes = bp.data.num_classes
         self.latent_dim = bp.generator.latent_dim
         self.cuda = self.device.type == "cuda"
-        _seed_everything(options.seed + placement.rank)
+        seed_everything(process_seed(options.seed, placement.rank))
 
         per_process = self.train.batch_size // placement.world_size
         if per_process * placement.world_size != self.train.batch_size:
@@ -115,7 +117,7 @@ class Trainer:
             self.g_train = compile(self.g_train) if placement.distributed else self.g_plain
             self.d_train = compile(self.d_train) if placement.distributed else self.d_plain
 
-        self.noise = torch.Generator(self.device).manual_seed(options.seed * 1_000_003 + placement.rank)
+        self.noise = torch.Generator(self.device).manual_seed(derive_seed(options.seed, placement.rank))
         self.step = 0
         self.best_fid: float | None = None
         self._stop_requested = False
@@ -170,10 +172,13 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------
     def train_step(self, *, between: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``plan.d_steps`` discriminator updates, then one generator update; returns both losses.
+        """``plan.d_steps`` discriminator updates, then one generator update, then the EMA; returns both losses.
 
+        A loss is its update's mean over the micro-batches (the last D update's, when there are several).
         ``between`` runs after the D updates (benchmarks time the two halves with it).
         """
+        for hook in self.plan.step_hooks:  # update rules' per-step hooks (lr_schedule), pure in the step
+            hook(self.step, self.options.steps, {"generator": self.g_opt, "discriminator": self.d_opt})
         with self._backend_flags():
             d_loss = self.discriminator_step()
             if between is not None:
@@ -184,68 +189,90 @@ class Trainer:
         return d_loss, g_loss
 
     def discriminator_step(self) -> torch.Tensor:
-        """``plan.d_steps`` updates of D on real and generated batches; returns the last loss."""
-        accumulate = self.train.grad_accumulation
+        """``plan.d_steps`` updates of D on real and generated batches; returns the last update's loss."""
         self.generator.train()
         self.discriminator.train()
         self.discriminator.requires_grad_(True)
         for _ in range(self.plan.d_steps):
             self.d_opt.zero_grad(set_to_none=True)
-            for micro in range(accumulate):
-                real, labels = self._real_batch()
-                z, fake_labels = self._latents(real.shape[0])
-                with torch.no_grad(), self._autocast(), _power_iteration_on_first(micro, self.generator):
-                    fake = self.g_plain(z, fake_labels)
-                with (self._autocast(), self._no_sync(self.d_train, micro < accumulate - 1),
-                      _power_iteration_on_first(micro, self.discriminator)):
-                    if self.joint_d_pass:
-                        # One pass over [real; fake]: the power iteration advances once, and σ from
-                        # the updated u/v normalises both halves, exactly as two passes (the second
-                        # frozen) would; per-image outputs cannot mix in a batch-independent D.
-                        both = self.d_train(torch.cat([real, fake]), _cat_labels(labels, fake_labels))
-                        real_logits, fake_logits = both.split([real.shape[0], fake.shape[0]])
-                    else:
-                        real_logits = self.d_train(real, labels)
-                        # The official code's pass on generated images leaves u/v alone.
-                        with frozen_spectral_norm(self.discriminator):
-                            fake_logits = self.d_plain(fake, fake_labels)
-                d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(),
-                                                      fake_logits=fake_logits.float())
-                for regularizer in self.regularizers:
-                    with frozen_spectral_norm(self.discriminator):
-                        d_loss = d_loss + regularizer(
-                            discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
-                            real=real, fake=fake)
-                with self._no_sync(self.d_train, micro < accumulate - 1):
-                    (d_loss / accumulate).backward()
-                self.images_seen += real.shape[0] * self.placement.world_size
+            d_loss = self._accumulate(self._discriminator_loss, self.d_train)
             self.d_opt.step()
-        return d_loss.detach()
+        return d_loss
 
     def generator_step(self) -> torch.Tensor:
         """One update of G through a frozen D (no power iteration, no D gradients); returns the loss."""
-        accumulate = self.train.grad_accumulation
         self.discriminator.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
-        needs_real = getattr(self.loss, "generator_needs_real", False)
-        for micro in range(accumulate):
-            z, fake_labels = self._latents(self.micro_batch)
-            skip_sync = micro < accumulate - 1
-            with self._autocast(), self._no_sync(self.g_train, skip_sync):
-                with _power_iteration_on_first(micro, self.generator):
-                    fake = self.g_train(z, fake_labels)
-                with frozen_spectral_norm(self.discriminator):
-                    fake_logits = self.d_plain(fake, fake_labels)
-                    extra = {}
-                    if needs_real:
-                        real, labels = self._real_batch()
-                        extra["real_logits"] = self.d_plain(real, labels).float()
-            g_loss = self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
-            with self._no_sync(self.g_train, skip_sync):
-                (g_loss / accumulate).backward()
+        g_loss = self._accumulate(self._generator_loss, self.g_train)
         self.g_opt.step()
         self.discriminator.requires_grad_(True)
-        return g_loss.detach()
+        return g_loss
+
+    # -- the details of one update ---------------------------------------------------------
+    def _accumulate(self, loss_of: Callable[[int, bool], torch.Tensor], module: nn.Module) -> torch.Tensor:
+        """Backpropagate ``loss_of(micro, skip_sync)`` over ``train.grad_accumulation`` micro-batches.
+
+        Each micro-batch's gradient is scaled by 1/n, so their sum is the whole batch's; under DDP
+        only the last one all-reduces. Returns the mean loss over the micro-batches (detached).
+        """
+        accumulate = self.train.grad_accumulation
+        total: torch.Tensor | None = None
+        for micro in range(accumulate):
+            skip_sync = micro < accumulate - 1
+            loss = loss_of(micro, skip_sync)
+            with self._no_sync(module, skip_sync):
+                (loss / accumulate).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        return total / accumulate  # type: ignore[operator]
+
+    def _discriminator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
+        """D's loss (regularisers included) on one real and one generated micro-batch."""
+        real, labels = self._real_batch()
+        z, fake_labels = self._latents(real.shape[0])
+        with torch.no_grad(), self._autocast(), _power_iteration_on_first(micro, self.generator):
+            fake = self.g_plain(z, fake_labels)
+        with (self._autocast(), self._no_sync(self.d_train, skip_sync),
+              _power_iteration_on_first(micro, self.discriminator)):
+            real_logits, fake_logits = self._discriminator_logits(real, labels, fake, fake_labels)
+        d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(), fake_logits=fake_logits.float())
+        for regularizer in self.regularizers:
+            with self.discriminator.frozen_normalisation():
+                d_loss = d_loss + regularizer(
+                    discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
+                    real=real, fake=fake)
+        self.images_seen += real.shape[0] * self.placement.world_size
+        return d_loss
+
+    def _discriminator_logits(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
+                              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on the real and the generated images, in one pass where D allows it."""
+        if self.joint_d_pass:
+            # One pass over [real; fake]: the power iteration advances once, and σ from
+            # the updated u/v normalises both halves, exactly as two passes (the second
+            # frozen) would; per-image outputs cannot mix in a batch-independent D.
+            both = self.d_train(torch.cat([real, fake]), _cat_labels(labels, fake_labels))
+            real_logits, fake_logits = both.split([real.shape[0], fake.shape[0]])
+            return real_logits, fake_logits
+        real_logits = self.d_train(real, labels)
+        # The official code's pass on generated images leaves u/v alone.
+        with self.discriminator.frozen_normalisation():
+            fake_logits = self.d_plain(fake, fake_labels)
+        return real_logits, fake_logits
+
+    def _generator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
+        """G's loss on one generated micro-batch, through D with its u/v frozen."""
+        needs_real = capability(self.loss, "generator_needs_real", kind="loss")
+        z, fake_labels = self._latents(self.micro_batch)
+        with self._autocast(), self._no_sync(self.g_train, skip_sync):
+            with _power_iteration_on_first(micro, self.generator):
+                fake = self.g_train(z, fake_labels)
+            with self.discriminator.frozen_normalisation():
+                fake_logits = self.d_plain(fake, fake_labels)
+                extra = {}
+                if needs_real:
+                    real, labels = self._real_batch()
+                    extra["real_logits"] = self.d_plain(real, labels).float()
+        return self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -283,7 +310,10 @@ class Trainer:
         if self.placement.is_main:
             with writing(out, "run folder"):
                 out.mkdir(parents=True, exist_ok=True)
-        resumed = self._resume() if self.options.resume else None
+        resumed = None
+        if self.options.resume:
+            resumed = resume_newest(out / "checkpoints", load=self.load_state, map_location=self.device,
+                                    report=self.report)
         log = (RunLog(out / "metrics.jsonl", resume_from_step=resumed, note=self._intact_note)
                if self.placement.is_main else None)
         progress = Progress(total=self.options.steps, start=self.step,
@@ -363,13 +393,13 @@ class Trainer:
             fid = result.values.get("fid")
             if fid is not None and (self.best_fid is None or fid < self.best_fid):
                 self.best_fid = fid
-                save_best(self.options.out / "checkpoints", {**self.state(), "fid": fid}, step=self.step)
+                write_best(self.options.out / "checkpoints", dataclasses.replace(self.state(), fid=fid))
                 self.report(f"step {self.step}: FID {fid:.3f}, the best so far (checkpoints/best.pt)")
         if self.placement.distributed:
             torch.distributed.barrier()
 
     def _check_skipped(self) -> None:
-        limit = getattr(self.stream.dataset, "max_skipped", None)
+        limit = capability(self.stream.dataset, "max_skipped", kind="dataset")
         if limit is not None and self.stream.skipped > limit:
             raise GanforgeError(f"{self.stream.skipped} unreadable images skipped, more than data.max_skipped "
                                 f"({limit}): check data.root or raise data.max_skipped")
@@ -385,7 +415,7 @@ class Trainer:
         scalars = {}
         for prefix, network in (("", self.generator), ("D.", self.discriminator)):
             for path, module in network.named_modules():
-                declared = getattr(module, "logged_scalars", None)
+                declared = capability(module, "logged_scalars", kind="layer")
                 if callable(declared):
                     scalars.update({f"{prefix}{path}.{name}": float(value.detach())
                                     for name, value in declared().items()})
@@ -401,7 +431,7 @@ class Trainer:
         }
 
     def _fixed_sample_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        generator = torch.Generator().manual_seed(self.options.seed + 12345)
+        generator = torch.Generator().manual_seed(fixed_samples_seed(self.options.seed))
         n = 64
         z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         labels = (torch.arange(n) % self.num_classes).to(self.device) if self.num_classes > 0 else None
@@ -428,40 +458,25 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, Any]:
-        """This process's random streams as plain lists (gatherable across ranks, safe to unpickle)."""
-        np_state = np.random.get_state()
-        return {
-            "python": _python_state_to_lists(random.getstate()),
-            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "torch": torch.get_rng_state().tolist(),
-            "cuda": torch.cuda.get_rng_state(self.device).tolist() if self.cuda else None,
-            "noise": self.noise.get_state().tolist(),
-        }
+        """This process's random streams (``seeding.capture_rng``)."""
+        return capture_rng(self.noise, self.device if self.cuda else None)
 
-    def _set_rng_state(self, rng: dict[str, Any]) -> None:
-        random.setstate(_python_state_from_lists(rng["python"]))
-        name, keys, pos, has_gauss, gauss = rng["numpy"]
-        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-        torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
-        if self.cuda and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8), self.device)
-        self.noise.set_state(torch.tensor(rng["noise"], dtype=torch.uint8))
-
-    def state(self, rng_by_rank: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def state(self, rng_by_rank: list[dict[str, Any]] | None = None) -> CheckpointRecord:
         """Everything a resumed run needs; ``rng_by_rank`` holds every process's random state."""
-        return {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "g_optimizer": self.g_opt.state_dict(),
-            "d_optimizer": self.d_opt.state_dict(),
-            "images_seen": self.images_seen,
-            "best_fid": self.best_fid,
-            "rng": rng_by_rank if rng_by_rank is not None else [self._rng_state()],
-            "data": self.stream.state(),
-            "blueprint": self.loaded.document,
-            "blueprint_file": self.loaded.file,
-        }
+        return CheckpointRecord(
+            step=self.step,
+            generator=self.generator.state_dict(),
+            discriminator=self.discriminator.state_dict(),
+            ema=None if self.ema is None else self.ema.state_dict(),
+            g_optimizer=self.g_opt.state_dict(),
+            d_optimizer=self.d_opt.state_dict(),
+            images_seen=self.images_seen,
+            best_fid=self.best_fid,
+            rng=rng_by_rank if rng_by_rank is not None else [self._rng_state()],
+            data=self.stream.state(),
+            blueprint=self.loaded.document,
+            blueprint_file=self.loaded.file,
+        )
 
     def _checkpoint(self) -> None:
         """Called on every rank at the same step: each rank's random state goes into the file."""
@@ -470,42 +485,28 @@ class Trainer:
             rng_by_rank = [None] * self.placement.world_size  # type: ignore[list-item]
             torch.distributed.all_gather_object(rng_by_rank, self._rng_state())
         if self.placement.is_main:
-            save_checkpoint(self.options.out / "checkpoints", self.step, self.state(rng_by_rank),
-                            keep=self.train.keep_checkpoints)
+            write_checkpoint(self.options.out / "checkpoints", self.state(rng_by_rank),
+                             keep=self.train.keep_checkpoints)
 
-    def _resume(self) -> int | None:
-        folder = self.options.out / "checkpoints"
-        found = load_newest_valid(folder, map_location=self.device, report=self.report)
-        if found is None:
-            if list_checkpoints(folder):
-                raise GanforgeError(f"--resume: none of the checkpoints in {folder} can be read; move them away "
-                                    "to start this run over")
-            self.report(f"no checkpoint in {folder}: starting from step 0")
-            return None
-        path, state = found
+    def load_state(self, path: Path, state: CheckpointRecord) -> int:
+        """Put a checkpoint (``path``, as ``state()`` built it) back into this run; returns its step."""
         try:
-            self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
-            if self.ema is not None and state.get("ema") is not None:
-                self.ema.load_state_dict(state["ema"])
-            self.g_opt.load_state_dict(state["g_optimizer"])
-            self.d_opt.load_state_dict(state["d_optimizer"])
+            self.generator.load_state_dict(state.generator)
+            self.discriminator.load_state_dict(state.discriminator)
+            if self.ema is not None and state.ema is not None:
+                self.ema.load_state_dict(state.ema)
+            self.g_opt.load_state_dict(state.g_optimizer)
+            self.d_opt.load_state_dict(state.d_optimizer)
         except (RuntimeError, KeyError, ValueError) as err:
             raise GanforgeError(f"{path} does not match this blueprint's networks: {err}") from err
-        self.step = int(state["step"])
-        rng_by_rank = state["rng"]
-        if len(rng_by_rank) == self.placement.world_size:
-            self._set_rng_state(rng_by_rank[self.placement.rank])
-        else:  # a different number of processes: every rank still needs its own stream
-            self.report(f"{path} was written by {len(rng_by_rank)} process(es), this run has "
-                        f"{self.placement.world_size}: random streams are reseeded from (seed, rank, step)")
-            seed = self.options.seed * 1_000_003 + self.placement.rank * 7919 + self.step
-            _seed_everything(seed)
-            self.noise.manual_seed(seed)
-        self.stream.restore(state["data"])
-        self.images_seen = int(state.get("images_seen", 0))
-        self.best_fid = state.get("best_fid")
-        self.report(f"resumed from {path} at step {self.step}")
+        self.step = state.step
+        rng_by_rank = state.rng
+        restore_rank_rng(rng_by_rank, rank=self.placement.rank, world_size=self.placement.world_size,
+                         seed=self.options.seed, step=self.step, noise=self.noise,
+                         cuda_device=self.device if self.cuda else None, source=path, report=self.report)
+        self.stream.restore(state.data)
+        self.images_seen = state.images_seen
+        self.best_fid = state.best_fid
         return self.step
 
     # -- signals --------------------------------------------------------------------------
@@ -537,7 +538,7 @@ def _batch_dependent(network: nn.Module) -> bool:
     Batch norm (in training mode) does; a component that mixes images in another way
     declares it with the class attribute ``batch_dependent = True``.
     """
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "batch_dependent", False)
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or capability(m, "batch_dependent", kind="layer")
                for m in network.modules())
 
 
@@ -548,25 +549,8 @@ def _power_iteration_on_first(micro: int, network: nn.Module) -> contextlib.Abst
     u/v after the first keeps one power iteration per update (as without accumulation) and gives
     every micro-batch the same σ, as one pass over the whole batch would.
     """
-    return frozen_spectral_norm(network) if micro > 0 else contextlib.nullcontext()
+    return network.frozen_normalisation() if micro > 0 else contextlib.nullcontext()
 
 
 def _cat_labels(real: torch.Tensor | None, fake: torch.Tensor | None) -> torch.Tensor | None:
     return None if real is None or fake is None else torch.cat([real, fake])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _python_state_to_lists(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _python_state_from_lists(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-

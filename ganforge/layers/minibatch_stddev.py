@@ -26,18 +26,26 @@ class MinibatchStdDev(nn.Module):
     fits, as in the official ProGAN/StyleGAN code) the per-feature standard deviation over the
     group's images is averaged over channels (split in ``num_channels`` slices) and positions,
     and broadcast as constant maps to every image of the group. Output: C + ``num_channels`` channels.
+
+    ``by_class: true`` (class-conditional D) groups each image with the batch's images of its own
+    class instead: a generator that draws one image per class looks diverse in a mixed-class group
+    and shows its collapse only within a class. An image alone in its class gets spread 0.
     """
 
     batch_dependent = True  # the engine then never mixes real and generated images in one pass
 
-    def __init__(self, *, in_channels: int, group_size: Annotated[int, Field(ge=2)] = 4,
-                 num_channels: Annotated[int, Field(ge=1)] = 1, eps: Annotated[float, Field(gt=0)] = 1e-8) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int = 0, group_size: Annotated[int, Field(ge=2)] = 4,
+                 num_channels: Annotated[int, Field(ge=1)] = 1, by_class: bool = False,
+                 eps: Annotated[float, Field(gt=0)] = 1e-8) -> None:
         super().__init__()
         if in_channels % num_channels:
             raise ValueError(f"num_channels {num_channels} must divide the input's {in_channels} channels")
         self.in_channels, self.group_size, self.num_channels, self.eps = in_channels, group_size, num_channels, eps
+        self.by_class, self.num_classes = by_class, num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.by_class and labels is not None and self.num_classes > 0:
+            return self._by_class(x, labels)
         n, c, h, w = x.shape
         group = min(self.group_size, n)
         while n % group:
@@ -49,5 +57,17 @@ class MinibatchStdDev(nn.Module):
         maps = stat.repeat(group, 1)[:, :, None, None].expand(n, f, h, w)
         return torch.cat([x, maps], dim=1)
 
+    def _by_class(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        f = self.num_channels
+        y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, -1)
+        members = torch.nn.functional.one_hot(labels.long(), self.num_classes).to(y.dtype)      # (n, classes)
+        count = members.sum(0).clamp_min(1)[:, None]
+        mean = members.T @ y / count
+        var = members.T @ (y - mean[labels.long()]) ** 2 / count                              # population variance
+        stat = (var + self.eps).sqrt().reshape(-1, f, (c // f) * h * w).mean(2)               # (classes, f)
+        maps = stat[labels.long()].to(x.dtype)[:, :, None, None].expand(n, f, h, w)
+        return torch.cat([x, maps], dim=1)
+
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, num_channels={self.num_channels}"
+        return f"group_size={self.group_size}, num_channels={self.num_channels}, by_class={self.by_class}"

@@ -13,6 +13,9 @@ a GAN needs on top of it:
   layer, so every component uses the same settings (``spectral_norm``, ``sn_eps``,
   ``sn_iterations``).
 
+torch's private internals (``_SpectralNorm``, ``_u``/``_v``, ...) are used only through
+``ganforge.layers.torch_spectral_norm``.
+
 Numerical note: torch normalises ``x / max(‖x‖, eps)`` while the official TF code uses
 ``x / (‖x‖ + eps)``; with eps = 1e-12 the two agree to float precision.
 """
@@ -27,8 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import _SpectralNorm
 
+from ganforge.layers.torch_spectral_norm import (
+    FP32SpectralNorm,
+    is_spectral_norm,
+    set_singular_vectors,
+    sigma_estimate,
+    weight_matrix,
+)
 from ganforge.registry import register
 
 __all__ = [
@@ -74,36 +83,14 @@ def apply_spectral_norm(
         raise ValueError(f"sn_eps must be positive, got {sn_eps}")
     weight = getattr(module, name)
     dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
-    parametrize.register_parametrization(module, name, _FP32SpectralNorm(weight, sn_iterations, dim, sn_eps))
+    parametrize.register_parametrization(module, name, FP32SpectralNorm(weight, sn_iterations, dim, sn_eps))
     return module
 
 
-class _FP32SpectralNorm(_SpectralNorm):
-    """torch's parametrisation with σ kept in fp32 under autocast.
-
-    Autocast would run the power iteration's matrix-vector products in bf16, putting an error
-    of about 1e-3 on σ (and so on every weight) at every step; they cost next to nothing in fp32.
-    """
-
-    def _power_method(self, weight_mat: torch.Tensor, n_power_iterations: int) -> None:
-        # On the meta device (planning, inspect) there are no values to iterate, only per-op Python
-        # overhead: the 15 initial iterations were about 85 % of planning a small blueprint.
-        if weight_mat.is_meta:
-            return
-        super()._power_method(weight_mat, n_power_iterations)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        kind = weight.device.type
-        if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
-            with torch.autocast(kind, enabled=False):
-                return super().forward(weight.float())
-        return super().forward(weight)
-
-
-def spectral_norm_modules(module: nn.Module) -> Iterator[_SpectralNorm]:
+def spectral_norm_modules(module: nn.Module) -> Iterator[nn.Module]:
     """Every spectral-norm parametrisation in ``module``'s tree (each owns one ``u``/``v`` pair)."""
     for sub in module.modules():
-        if isinstance(sub, _SpectralNorm):
+        if is_spectral_norm(sub):
             yield sub
 
 
@@ -134,7 +121,7 @@ def frozen_spectral_norm(module: nn.Module) -> Iterator[nn.Module]:
             layer.training = mode
 
 
-def _parametrized_inputs(module: nn.Module) -> Iterator[tuple[_SpectralNorm, torch.Tensor]]:
+def _parametrized_inputs(module: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor]]:
     """(spectral-norm parametrisation, the tensor it normalises) pairs in ``module``'s tree."""
     for sub in module.modules():
         if not parametrize.is_parametrized(sub):
@@ -142,7 +129,7 @@ def _parametrized_inputs(module: nn.Module) -> Iterator[tuple[_SpectralNorm, tor
         for plist in sub.parametrizations.values():
             value = plist.original
             for step in plist:
-                if isinstance(step, _SpectralNorm):
+                if is_spectral_norm(step):
                     yield step, value
                     if value.ndim > 1:
                         with torch.no_grad():
@@ -153,9 +140,8 @@ def _parametrized_inputs(module: nn.Module) -> Iterator[tuple[_SpectralNorm, tor
                     value = step(value)
 
 
-def _sigma(step: _SpectralNorm, weight: torch.Tensor) -> torch.Tensor:
-    mat = step._reshape_weight_to_matrix(weight)
-    return torch.vdot(step._u, torch.mv(mat, step._v))
+def _sigma(step: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    return sigma_estimate(step, weight)
 
 
 @torch.no_grad()
@@ -168,10 +154,9 @@ def refresh_spectral_norm(module: nn.Module) -> None:
     for step, weight in _parametrized_inputs(module):
         if weight.ndim <= 1 or weight.is_meta:
             continue
-        mat = step._reshape_weight_to_matrix(weight.detach()).float()
+        mat = weight_matrix(step, weight.detach()).float()
         u, _, vh = torch.linalg.svd(mat, full_matrices=False)
-        step._u.copy_(u[:, 0])
-        step._v.copy_(vh[0].conj())
+        set_singular_vectors(step, u[:, 0], vh[0].conj())
 
 
 @torch.no_grad()

@@ -17,7 +17,10 @@ __all__ = ["AdversarialLoss", "Hinge", "LeastSquares", "NonSaturating", "Wassers
 
 
 class AdversarialLoss:
-    """Base class: the two objectives of a GAN loss."""
+    """Base class: the two objectives of a GAN loss (the ``loss`` contract: ``ganforge.contracts.Loss``)."""
+
+    generator_needs_real: bool = False
+    """True when ``generator_loss`` also takes ``real_logits`` (the engine then runs D on a real batch)."""
 
     def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

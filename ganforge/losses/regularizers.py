@@ -4,7 +4,7 @@ Called as ``reg(discriminator=d, real=x, fake=g)``, where ``d`` maps images to l
 (labels already bound by the caller); returns the weighted penalty, built with
 ``create_graph=True`` so it can be added to D's loss and back-propagated. The caller decides
 whether D's spectral-norm vectors may advance during this extra pass
-(``ganforge.layers.spectral_norm.frozen_spectral_norm``).
+(``Network.frozen_normalisation()``).
 """
 
 from __future__ import annotations

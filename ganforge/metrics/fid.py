@@ -65,6 +65,7 @@ class FID:
 
     name = "fid"
     needs_real = True
+    needs_full_features = False  # mean and covariance of the reference suffice
     needs_logits = False
 
     def __init__(self) -> None:

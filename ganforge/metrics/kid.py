@@ -38,7 +38,8 @@ class KID:
     Each of ``subsets`` draws ``subset_size`` real and generated features without replacement
     (clipped to the smaller set), with a generator seeded by ``seed``; the std is over subsets
     (population std, as torch-fidelity). Unbiased: about 0, possibly negative, for equal
-    distributions.
+    distributions. When both sets hold at most ``subset_size`` images every subset is the whole
+    set: one subset is computed, ``kid_std`` is 0, and ``notes`` says so (shown next to it).
     """
 
     name = "kid"
@@ -50,6 +51,7 @@ class KID:
         self.subsets = subsets
         self.subset_size = subset_size
         self.seed = seed
+        self.notes: dict[str, str] = {}  # set by compute: why a value looks the way it does
 
     def compute(self, *, real: torch.Tensor | None, fake: torch.Tensor, fake_logits: torch.Tensor | None = None,
                 real_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
@@ -60,6 +62,11 @@ class KID:
         if m < 2:
             raise GanforgeError(f"kid needs at least 2 real and 2 generated images; got {real.shape[0]} and "
                                 f"{fake.shape[0]}")
+        self.notes = {}
+        if m == real.shape[0] and m == fake.shape[0]:  # every subset would be both whole sets: no spread
+            self.notes["kid_std"] = (f"one subset of {m} images; use --n ≥ 2×subset size "
+                                     f"({2 * self.subset_size}) for a spread")
+            return {"kid": mmd2_unbiased(real, fake), "kid_std": 0.0}
         gen = torch.Generator().manual_seed(self.seed)
         values = torch.empty(self.subsets, dtype=torch.float64)
         for i in range(self.subsets):

@@ -19,7 +19,22 @@ from ganforge.registry import register
 
 from .precision_recall import inside_manifold, knn_radii
 
-__all__ = ["ProceduralPrecisionRecall"]
+__all__ = ["ProceduralPrecisionRecall", "phase_diversity"]
+
+
+def phase_diversity(features: torch.Tensor) -> float:
+    """1 − the mean resultant length of the grating phase within each detected class, averaged over classes.
+
+    ``features`` are the procedural detector's (N, classes + 4). About 0 when a class is drawn as
+    copies of one image, about 1 when its phases are uniform (real data: 0.94 with 250 per class).
+    Label-free: images are grouped by their strongest class, so it needs no conditioning labels.
+    """
+    classes = features.shape[1] - 4
+    detected = features[:, :classes].argmax(dim=1)
+    phasors = torch.complex(features[:, classes + 1], features[:, classes])
+    spreads = [1.0 - float(phasors[detected == k].mean().abs()) for k in range(classes)
+               if int((detected == k).sum()) >= 2]
+    return sum(spreads) / len(spreads) if spreads else 0.0
 
 
 @register("metric", "procedural_pr")
@@ -28,7 +43,8 @@ class ProceduralPrecisionRecall:
 
     ``bind(data=...)`` reads the first ``reference`` training images of the run's ``procedural``
     data (real/real with 1000 each: precision and recall about 0.97 at k = 3), so ``evaluate``
-    and in-training evaluation need no ``--reference`` and no Inception file.
+    and in-training evaluation need no ``--reference`` and no Inception file. Also reports
+    ``procedural_phase_diversity`` (see ``phase_diversity``), which recall folds together with fidelity.
     """
 
     name = "procedural_pr"
@@ -68,7 +84,8 @@ class ProceduralPrecisionRecall:
         fake_radii = knn_radii(fake, self.k)
         precision = inside_manifold(fake, reference, real_radii).double().mean()
         recall = inside_manifold(reference, fake, fake_radii).double().mean()
-        return {"procedural_precision": float(precision), "procedural_recall": float(recall)}
+        return {"procedural_precision": float(precision), "procedural_recall": float(recall),
+                "procedural_phase_diversity": phase_diversity(fake)}
 
     def __repr__(self) -> str:
         return f"ProceduralPrecisionRecall(k={self.k}, reference={self.reference})"

@@ -64,3 +64,31 @@ def test_engine_never_mixes_real_and_fake_in_one_pass():
 def test_channels_must_split_evenly():
     with pytest.raises(Exception, match="must divide"):
         build(in_channels=5, num_channels=2)
+
+
+@settings(max_examples=20, deadline=None)
+@given(labels=st.lists(st.integers(0, 2), min_size=1, max_size=9), f=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_by_class_groups_each_image_with_its_own_class(labels, f, seed):
+    x = torch.randn(len(labels), 4, 2, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    layer = default_registry().get("layer", "minibatch_stddev").build({"num_channels": f, "by_class": True},
+                                                                      {"in_channels": 4, "num_classes": 3})
+    out = layer(x, torch.tensor(labels)).numpy()
+    xs = x.numpy()
+    for i, label in enumerate(labels):
+        same = xs[[j for j, other in enumerate(labels) if other == label]]
+        std = np.sqrt(same.var(axis=0) + 1e-8)
+        for s in range(f):
+            np.testing.assert_allclose(out[i, 4 + s], std[s * (4 // f):(s + 1) * (4 // f)].mean(), rtol=1e-10)
+    np.testing.assert_array_equal(out[:, :4], xs)
+
+
+def test_by_class_sees_within_class_copies_that_mixed_groups_miss():
+    x = torch.randn(4, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    copies = x.repeat_interleave(4, dim=0)              # 16 images: 4 classes × 4 copies each
+    labels = torch.arange(4).repeat_interleave(4)
+    mixed = build(group_size=4)(copies[torch.randperm(16, generator=torch.Generator().manual_seed(1))])
+    by_class = default_registry().get("layer", "minibatch_stddev").build({"by_class": True},
+                                                                         {"in_channels": 4, "num_classes": 4})
+    assert float(mixed[:, 4].mean()) > 0.3
+    assert torch.allclose(by_class(copies, labels)[:, 4], torch.full((16, 3, 3), 1e-4))

@@ -99,4 +99,20 @@ def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, monkeyp
     result = cli("evaluate", out, "--metrics", "procedural_pr", "--n", "40", "--device", "cpu")
     assert result.exit_code == 0, result.stderr
     assert "procedural_precision: " in result.stdout and "procedural_recall: " in result.stdout
+    assert "procedural_phase_diversity: " in result.stdout
     assert "analytic procedural detector" in result.stdout
+
+
+def test_phase_diversity_by_hand_and_on_real_data():
+    from ganforge.metrics.procedural_pr import phase_diversity
+
+    # two classes: class 0 at phases 0 and π/2 → resultant |(1 + i)/2| = √2/2; class 1 twice at one phase → 0 spread
+    rows = [[1, 0, 0, 0, 0.0, 1.0, 0, 0], [1, 0, 0, 0, 1.0, 0.0, 0, 0],
+            [0, 1, 0, 0, 0.6, 0.8, 0, 0], [0, 1, 0, 0, 0.6, 0.8, 0, 0], [0, 0, 1, 0, 0.0, 1.0, 0, 0]]
+    features = torch.tensor(rows, dtype=torch.float64)
+    assert phase_diversity(features) == pytest.approx(((1 - math.sqrt(2) / 2) + 0.0) / 2)  # class 2 alone: left out
+    data = default_registry().get("dataset", "procedural").build({"resolution": R, "num_classes": K, "size": 400})
+    real = data.detector()(torch.stack([data[i][0] for i in range(400)]))
+    assert phase_diversity(real) > 0.85
+    copies = torch.cat([real[c:c + 1].expand(100, -1) for c in range(K)])
+    assert phase_diversity(copies) < 1e-6
