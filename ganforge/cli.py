@@ -46,17 +46,11 @@ def cli() -> None:
 def inspect_command(blueprint: str, overrides: tuple[str, ...], fmt: str, debug: bool) -> None:
     """Print the assembled generator and discriminator without allocating weights."""
     with user_errors(debug):
-        from .assembly import assemble
-        from .blueprint.validation import load_blueprint
         from .inspection import describe, format_text
-        from .registry import default_registry
-        from .training.planning import plan_training
+        from .training.build import build_run
 
-        loaded = load_blueprint(blueprint, overrides)
-        registry = default_registry()
-        assembly = assemble(loaded, registry)
-        plan = plan_training(loaded, registry)
-        report = describe(assembly, plan)
+        run = build_run(blueprint, overrides=overrides)
+        report = describe(run.assembly, run.plan)
     click.echo(json.dumps(report, indent=2) if fmt == "json" else format_text(report))
 
 
@@ -131,13 +125,12 @@ def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variant
                                        batches=steps)
             text = format_loader_table(report)
         else:
-            from .engine.benchmark import baseline_variant, format_table, measure_all, parse_variant
+            from .engine.benchmark import format_table, measure_all, parse_variant
 
             rows = [parse_variant(v) for v in (variants or ("",))]
-            if baseline:
-                rows.append(baseline_variant(blueprint, list(overrides)))
             report = measure_all(blueprint, overrides=list(overrides), variants=rows, device=device, steps=steps,
-                                 repeats=repeats, warmup=warmup, data=data, count_flops=not no_flops)
+                                 repeats=repeats, warmup=warmup, data=data, count_flops=not no_flops,
+                                 baseline=baseline)
             text = format_table(report)
         if json_path:
             from pathlib import Path
@@ -183,38 +176,16 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
                    debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
-        from pathlib import Path
+        from .generation import sample_grid
 
-        import torch
-
-        from .engine.distributed import choose_device
-        from .engine.restore import restore
-        from .engine.samples import grid_columns, save_grid, save_images
-        from .generation import generate
-        from .standing_stats import seeded_standing_statistics
-
-        dev = choose_device(device)
-        run = restore(target, device=dev, prefer_ema=not raw)
-        bp = run.loaded.blueprint
-        if class_index is not None and class_index >= max(bp.data.num_classes, 0):
-            raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
-                                + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
-        statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
-                                                latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                                                truncation=truncation, device=dev)
-        # full rows only; with classes (and no --class) each column is one class
-        columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
-        images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
-                                         num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
-                                         truncation=truncation, device=dev, columns=columns))).cpu()
-        grid = Path(out) if out else run.run_dir / "samples" / "sample.png"
-        save_grid(images, grid, columns=columns)
-        click.echo(f"wrote {grid}: {count} images from {run.checkpoint} (step {run.step}, "
-                   f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
-                   + (f", truncation {truncation:g}" if truncation else "") + f"; batch norm with {statistics})")
-        if individual:
-            paths = save_images(images, Path(individual))
-            click.echo(f"wrote {len(paths)} images to {individual}")
+        drawn = sample_grid(target, count=count, class_index=class_index, truncation=truncation, seed=seed, out=out,
+                            individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device)
+    run = drawn.run
+    click.echo(f"wrote {drawn.grid}: {count} images from {run.checkpoint} (step {run.step}, "
+               f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
+               + (f", truncation {truncation:g}" if truncation else "") + f"; batch norm with {drawn.statistics})")
+    if individual:
+        click.echo(f"wrote {len(drawn.individual)} images to {individual}")
 
 
 # --- export command (ganforge/export.py) ----------------------------------------------------------
@@ -260,37 +231,13 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
                      batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
-        import json
+        from .evaluation import evaluate_checkpoint
 
-        from .engine.distributed import choose_device
-        from .engine.restore import restore
-        from .evaluation import check_evaluation, evaluate_generator, small_sample_warning
-        from .standing_stats import seeded_standing_statistics
-
-        names = [m.strip() for m in metrics.split(",") if m.strip()]
-        if not names:
-            raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
-        dev = choose_device(device)
-        # metric names, Inception weights and --reference first: a bad one fails in seconds, not after generating
-        check_evaluation(names, reference=reference, inception=inception, device=dev)
-        run = restore(target, device=dev, prefer_ema=not raw)
-        warning = small_sample_warning(names, count)
-        if warning:
-            click.echo(warning, err=True)
-        bp = run.loaded.blueprint
-        statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
-                                                latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                                                device=dev)
-        result = evaluate_generator(run.generator, loaded=run.loaded, metrics=names, n=count, reference=reference,
-                                    inception=inception, device=dev, batch_size=batch_size, seed=seed,
-                                    generator_label="EMA generator" if run.uses_ema else "raw generator",
-                                    batch_norm=statistics)
-        log = run.run_dir / "metrics.jsonl"
-        if log.exists():
-            record = {"event": "evaluation", "step": run.step, "checkpoint": str(run.checkpoint), **result.values,
-                      "protocol": result.protocol}
-            with open(log, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+        run, result = evaluate_checkpoint(target, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+                                          n=count, reference=reference, inception=inception, device=device,
+                                          batch_size=batch_size, seed=seed, prefer_ema=not raw,
+                                          standing_stats=standing_stats,
+                                          warn=lambda message: click.echo(message, err=True))
     click.echo(f"{run.checkpoint} (step {run.step})")
     for line in result.lines():
         click.echo(line)

@@ -6,9 +6,10 @@ Inception port and the resize. Every result carries a description of each.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -17,7 +18,10 @@ from .blueprint.validation import LoadedBlueprint
 from .contracts import capability
 from .errors import GanforgeError
 from .generation import generate
-from .registry import default_registry
+from .registry import Registry, default_registry
+
+if TYPE_CHECKING:
+    from .engine.restore import RestoredRun
 
 from .data.prepare import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
 
@@ -40,15 +44,16 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                        reference: str | None = None, inception: str | None = None,
                        device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
                        progress: bool = True, generator_label: str = "generator",
-                       batch_norm: str = "running statistics") -> Evaluation:
+                       batch_norm: str = "running statistics", registry: Registry | None = None) -> Evaluation:
     """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
 
-    ``batch_norm`` says which statistics its batch norms hold, for the protocol.
+    ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
+    (default: the global one) finds the metrics and the training data used as the reference.
     """
     from .metrics.features import extract_features
     from .metrics.inception import load_inception
 
-    registry = default_registry()
+    registry = default_registry() if registry is None else registry
     components = [registry.get("metric", name) for name in metrics]
     built = [component.build({}) for component in components]
     bp = loaded.blueprint
@@ -71,7 +76,8 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
 
     source = None
     if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):
-        source = _reference_source(loaded, reference=reference, n=n)  # a bad reference fails before generating
+        source = _reference_source(loaded, reference=reference, n=n,  # a bad reference fails before generating
+                                   registry=registry)
         needs_features = [m.name for m in built if id(m) not in own and _needs_full_features(m)]
         if not isinstance(source, _Source) and isinstance(source[0], tuple) and needs_features:
             raise GanforgeError(_STATS_ONLY.format(name=needs_features[0]))
@@ -108,6 +114,61 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     return Evaluation(values=values, protocol=protocol, notes=notes)
 
 
+def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, reference: str | None = None,
+                        inception: str | None = None, device: str = "auto", batch_size: int = 50, seed: int = 0,
+                        prefer_ema: bool = True, standing_stats: int = 0, progress: bool = True,
+                        warn: Callable[[str], None] | None = None,
+                        registry: Registry | None = None) -> tuple["RestoredRun", Evaluation]:
+    """``ganforge evaluate``: restore a run or checkpoint, evaluate it, and record it in its ``metrics.jsonl``.
+
+    Metric names, Inception weights and ``reference`` are checked first (a bad one fails in seconds,
+    not after generating); ``warn`` gets the small-sample warning (default: stderr). With
+    ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes. The
+    result is appended to the run's ``metrics.jsonl`` only when the run already has one.
+    """
+    from .engine.distributed import choose_device
+    from .engine.restore import restore, warn_on_stderr
+    from .standing_stats import seeded_standing_statistics
+
+    if not metrics:
+        raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
+    warn = warn_on_stderr if warn is None else warn
+    dev = choose_device(device)
+    check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry)
+    run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
+    warning = small_sample_warning(metrics, n)
+    if warning:
+        warn(warning)
+    bp = run.loaded.blueprint
+    statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
+                                            latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                            device=dev)
+    result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics, n=n, reference=reference,
+                                inception=inception, device=dev, batch_size=batch_size, seed=seed,
+                                progress=progress,
+                                generator_label="EMA generator" if run.uses_ema else "raw generator",
+                                batch_norm=statistics,
+                                registry=run.registry if run.registry is not None else registry)
+    record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
+    return run, result
+
+
+def record_evaluation(run_dir: str | Path, result: Evaluation, *, step: int, checkpoint: str | Path,
+                      create: bool = False) -> Path | None:
+    """Append ``result`` as an ``evaluation`` event to ``run_dir/metrics.jsonl`` (so ``ganforge plot`` shows it).
+
+    Only to a log that exists, unless ``create``; returns the log written to, or None.
+    """
+    log = Path(run_dir) / "metrics.jsonl"
+    if not create and not log.exists():
+        return None
+    record = {"event": "evaluation", "step": step, "checkpoint": str(checkpoint), **result.values,
+              "protocol": result.protocol}
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return log
+
+
 SMALL_SAMPLE = 10_000
 """Below this many images FID reads high and KID is noisy: numbers compare only at the same n."""
 
@@ -136,7 +197,7 @@ _STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it 
 
 
 def check_evaluation(metrics: list[str], *, reference: str | None, inception: str | None,
-                     device: torch.device | str = "cpu") -> None:
+                     device: torch.device | str = "cpu", registry: Registry | None = None) -> None:
     """What ``evaluate`` checks before it loads a checkpoint or generates an image; raises ``GanforgeError``.
 
     The metric names; the Inception weights, when a metric needs them (loaded now: ``load_inception``
@@ -144,7 +205,7 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
     or features file (features when a metric other than FID needs the reference), or a folder with at
     least one readable image.
     """
-    registry = default_registry()
+    registry = default_registry() if registry is None else registry
     built = [registry.get("metric", name).build({}) for name in metrics]
     inception_metrics = [metric for metric in built if capability(metric, "needs_inception_features", kind="metric")]
     if not inception_metrics:
@@ -215,10 +276,11 @@ def _load_reference_file(path: Path) -> Any:
 
 
 def reference_features_for(loaded: LoadedBlueprint, *, reference: str | None, n: int, extractor: Any,
-                           batch_size: int, progress: bool) -> tuple[torch.Tensor | None, Any, str]:
+                           batch_size: int, progress: bool,
+                           registry: Registry | None = None) -> tuple[torch.Tensor | None, Any, str]:
     """Features (or mean/cov) of the reference set: a stats file, a folder of images, or the training data."""
-    return _reference_features(_reference_source(loaded, reference=reference, n=n), n=n, extractor=extractor,
-                               batch_size=batch_size, progress=progress)
+    return _reference_features(_reference_source(loaded, reference=reference, n=n, registry=registry), n=n,
+                               extractor=extractor, batch_size=batch_size, progress=progress)
 
 
 @dataclass
@@ -229,7 +291,8 @@ class _Source:
     description: str
 
 
-def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int) -> Any:
+def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
+                      registry: Registry | None = None) -> Any:
     """A ready reference: the loaded file (tensor or (mu, sigma)) or a ``_Source`` dataset; nothing extracted."""
     from .metrics.reference import default_cache_dir
 
@@ -245,7 +308,7 @@ def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int)
         description = f"folder {folder} ({min(n, len(dataset))} of {len(dataset)} images, resized and centre-cropped " \
                       f"to {bp.data.resolution}, no flip)"
         return _Source(dataset, key, cache, description)
-    registry = default_registry()
+    registry = default_registry() if registry is None else registry
     settings = bp.data.component_settings()
     component = registry.get("dataset", bp.data.type)
     if "flip" in component.schema.model_fields:

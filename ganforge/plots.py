@@ -96,13 +96,16 @@ def plot_losses(records: list[dict[str, Any]], out: Path) -> Path | None:
 
 
 def gamma_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Every attention γ in the log (declared scalars named ``gamma``), keyed by layer path."""
+    """Every attention γ in the log (declared scalars named ``gamma``), keyed ``G.<path>`` or ``D.<path>``.
+
+    Logs written before the generator's keys had their ``G.`` prefix (``layers.2.gamma``) read the same.
+    """
 
     def gammas(record: dict[str, Any]) -> dict[str, Any]:
         scalars = record.get("scalars")
         if not isinstance(scalars, dict):
             return {}
-        return {name: value for name, value in scalars.items() if name.endswith(".gamma")}
+        return {_network_key(name): value for name, value in scalars.items() if name.endswith(".gamma")}
 
     training = training_records(records)
     names: dict[str, None] = {}
@@ -117,7 +120,7 @@ def plot_gamma(records: list[dict[str, Any]], out: Path) -> Path | None:
     if not series:
         return None
     panels = {
-        "generator": {_gamma_label(n): p for n, p in series.items() if not n.startswith("D.")},
+        "generator": {_gamma_label(n[2:]): p for n, p in series.items() if n.startswith("G.")},
         "discriminator": {_gamma_label(n[2:]): p for n, p in series.items() if n.startswith("D.")},
     }
     panels = {title: lines for title, lines in panels.items() if lines}
@@ -144,8 +147,11 @@ def evaluation_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[flo
 
 
 def plot_metrics(records: list[dict[str, Any]], out: Path) -> Path | None:
-    """One panel per evaluation metric against step; None (nothing written) without evaluation entries."""
-    series = evaluation_series(records)
+    """One panel per evaluation metric against step; None (nothing written) when no metric has a curve.
+
+    A metric evaluated at one step only has no curve to draw, and gets no panel (its value is in the log).
+    """
+    series = {name: points for name, points in evaluation_series(records).items() if len(points) > 1}
     if not series:
         return None
     figure, axes = _figure(len(series))
@@ -157,6 +163,11 @@ def plot_metrics(records: list[dict[str, Any]], out: Path) -> Path | None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _network_key(name: str) -> str:
+    """``G.<path>`` / ``D.<path>``; an unprefixed name (older logs) is the generator's."""
+    return name if name.startswith(("G.", "D.")) else f"G.{name}"
+
+
 def _gamma_label(name: str) -> str:
     return name[: -len(".gamma")] if name.endswith(".gamma") else name
 

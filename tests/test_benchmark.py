@@ -43,12 +43,15 @@ def test_benchmark_rows_side_by_side_with_json(cli, tmp_path):
 def test_counted_flops_equal_a_direct_count_at_the_full_batch(tmp_path):
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ganforge.engine.benchmark import _flops_per_step, _trainer
+    from ganforge.blueprint.validation import load_blueprint
+    from ganforge.engine.benchmark import _flops_per_step
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
     placement = place_process("cpu")
-    scaled = _flops_per_step(str(TINY), ["train.batch_size=8"], [], placement, tmp_path / "a", data="synthetic")
-    trainer = _trainer(str(TINY), ["train.batch_size=8"], [], placement, tmp_path / "b")
+    scaled = _flops_per_step(load_blueprint(TINY, ["train.batch_size=8"]), [], placement, tmp_path / "a")
+    trainer = build_trainer(str(TINY), overrides=["train.batch_size=8"], placement=placement, out=tmp_path / "b",
+                            data="synthetic")
     trainer.train_step()
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()

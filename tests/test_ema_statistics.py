@@ -44,12 +44,13 @@ def assert_own_converged_sigma(ema: nn.Module, live: nn.Module) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny run of 3 steps with a G EMA (decay 0.9), trained in-process; its folder holds checkpoints."""
-    from ganforge.engine.benchmark import _trainer as build
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    trainer = build(str(TINY), ["train.batch_size=8", "data.size=64", "update_rule.2={type: ema, decay: 0.9, start: 0}"],
-                    [], place_process("cpu"), out, data="real")
+    trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64",
+                                                  "update_rule.2={type: ema, decay: 0.9, start: 0}"],
+                            placement=place_process("cpu"), out=out, data="real")
     trainer.options.steps = 3
     trainer.run()
     return trainer

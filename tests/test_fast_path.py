@@ -11,11 +11,11 @@ from support import TINY
 
 
 def _trainer(tmp_path, *overrides: str):
-    from ganforge.engine.benchmark import _trainer as build
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
-    return build(str(TINY), ["train.batch_size=8", "data.size=64", *overrides], [], place_process("cpu"),
-                 tmp_path, data="real")
+    return build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", *overrides],
+                         placement=place_process("cpu"), out=tmp_path, data="real")
 
 
 def test_joint_discriminator_pass_equals_two_passes(tmp_path):

@@ -21,10 +21,11 @@ pytestmark = [pytest.mark.cuda,
 
 
 def _trainer(blueprint: Path, overrides: list[str], out: Path, seed: int = 0):
-    from ganforge.engine.benchmark import _trainer as build
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
-    return build(str(blueprint), overrides, [], place_process("cuda"), out, data="real", seed=seed)
+    return build_trainer(str(blueprint), overrides=overrides, placement=place_process("cuda"), out=out, data="real",
+                         seed=seed)
 
 
 def test_spectral_norm_sigma_stays_fp32_under_bf16_autocast():

@@ -17,11 +17,12 @@ from support import TINY
 
 
 def _trainer(tmp_path, accumulation: int):
-    from ganforge.engine.benchmark import _trainer as build
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
-    return build(str(TINY), ["train.batch_size=8", "data.size=64", f"train.grad_accumulation={accumulation}"], [],
-                 place_process("cpu"), tmp_path, data="real")
+    return build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64",
+                                               f"train.grad_accumulation={accumulation}"],
+                         placement=place_process("cpu"), out=tmp_path, data="real")
 
 
 def _layers(network: nn.Module) -> list[tuple[torch.Tensor, _SpectralNorm]]:

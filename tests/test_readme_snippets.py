@@ -32,6 +32,8 @@ ALLOWED = {
     "study": "trains several seeds per variant; tests/test_study.py runs small studies",
     "prepare": "needs the ImageNet folder",
     "benchmark": "needs CUDA (--device cuda) or ImageNet; tests/test_benchmark.py runs it on CPU",
+    "export": "needs a trained run; tests/test_api.py exports one and samples from the file",
+    "sample": "needs a trained run; tests/test_api.py and tests/test_sample_evaluate.py run it",
 }
 CHEAP = {"components", "inspect"}  # run for real
 

@@ -30,12 +30,12 @@ def test_factor_by_hand():
 
 
 def _trainer(out, extra=(), *, steps=8, resume=False):
-    from ganforge.engine.benchmark import _trainer as build
     from ganforge.engine.distributed import place_process
+    from ganforge.training.build import build_trainer
 
-    trainer = build(str(TINY), ["train.batch_size=8", "data.size=64", "train.checkpoint_every=4",
-                                "train.sample_every=1000", "train.log_every=4", SCHEDULE, *extra],
-                    [], place_process("cpu"), out, data="real")
+    trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", "train.checkpoint_every=4",
+                                                  "train.sample_every=1000", "train.log_every=4", SCHEDULE, *extra],
+                            placement=place_process("cpu"), out=out, data="real")
     trainer.options.steps, trainer.options.resume = steps, resume
     seen: dict[str, list[float]] = {"generator": [], "discriminator": []}
     for role, opt in (("generator", trainer.g_opt), ("discriminator", trainer.d_opt)):

@@ -19,9 +19,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from ..blueprint.validation import LoadedBlueprint
+    from ..registry import Registry
 
 #: The overrides that turn any blueprint into the way the reference implementations train:
 #: fp32 without TF32, eager, NCHW, the plain per-parameter Adam loop (attention is made
@@ -106,13 +110,14 @@ def parse_variant(text: str) -> Variant:
     return Variant(name=text.strip() or "(blueprint)", overrides=overrides)
 
 
-def baseline_variant(blueprint: str, overrides: list[str]) -> Variant:
+def baseline_variant(blueprint: str | Path | LoadedBlueprint, overrides: list[str], *,
+                     registry: Registry | None = None) -> Variant:
     """The reference way of running this blueprint's graph, with every attention layer explicit."""
-    from ..blueprint.validation import load_blueprint
     from ..registry import default_registry
+    from ..training.build import load_run_blueprint
 
-    bp = load_blueprint(blueprint, overrides).blueprint
-    registry = default_registry()
+    bp = load_run_blueprint(blueprint, overrides).blueprint
+    registry = default_registry() if registry is None else registry
     explicit = []
     for role in ("generator", "discriminator"):
         for index, spec in enumerate(getattr(bp, role).attention):
@@ -122,18 +127,26 @@ def baseline_variant(blueprint: str, overrides: list[str]) -> Variant:
     return Variant(name=BASELINE_NAME, overrides=[*BASELINE_OVERRIDES, *explicit])
 
 
-def measure_all(blueprint: str, *, overrides: list[str], variants: list[Variant], device: str, steps: int,
-                repeats: int, warmup: int, data: Literal["synthetic", "real"] = "synthetic",
-                count_flops: bool = True) -> Report:
-    """Build every variant, warm each up, then time them round-robin."""
+def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str], variants: list[Variant],
+                device: str, steps: int, repeats: int, warmup: int, data: Literal["synthetic", "real"] = "synthetic",
+                count_flops: bool = True, baseline: bool = False, registry: Registry | None = None) -> Report:
+    """Build every variant, warm each up, then time them round-robin.
+
+    The blueprint file is read once; every variant (and with ``baseline``, a ``baseline_variant``
+    row added last) is derived from it.
+    """
+    from ..training.build import load_run_blueprint
     from .distributed import place_process
 
+    loaded = load_run_blueprint(blueprint, overrides)
+    if baseline:
+        variants = [*variants, baseline_variant(loaded, [], registry=registry)]
     placement = place_process(device)
     dev = placement.device
     with tempfile.TemporaryDirectory() as out:
-        trainers = [_trainer(blueprint, overrides, variant.overrides, placement, Path(out) / str(i), data=data)
-                    for i, variant in enumerate(variants)]
-        flops = [_flops_per_step(blueprint, overrides, v.overrides, placement, Path(out) / f"f{i}", data=data)
+        trainers = [_variant_trainer(loaded, variant.overrides, placement, Path(out) / str(i), data=data,
+                                     registry=registry) for i, variant in enumerate(variants)]
+        flops = [_flops_per_step(loaded, v.overrides, placement, Path(out) / f"f{i}", registry=registry)
                  if count_flops else None for i, v in enumerate(variants)]
         peaks: list[int | None] = []
         for trainer in trainers:
@@ -167,7 +180,7 @@ def measure_all(blueprint: str, *, overrides: list[str], variants: list[Variant]
                   flops_per_step=flop, d_steps=trainer.plan.d_steps, matmul_peak_tflops=peak)
         rows.append(row)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.machine()})"
-    settings = {"blueprint": blueprint, "overrides": overrides, "steps": steps, "repeats": repeats,
+    settings = {"blueprint": blueprint if isinstance(blueprint, str) else str(loaded.file), "overrides": overrides, "steps": steps, "repeats": repeats,
                 "warmup": warmup, "data": data}
     return Report(rows=rows, device=str(dev), device_name=name, settings=settings, matmul_peak_tflops=peak)
 
@@ -196,52 +209,30 @@ class _Clock:
         return [(self._seconds(m[i], m[i + 1]), self._seconds(m[i + 1], m[i + 2])) for i in range(0, len(m) - 2, 2)]
 
 
-def _trainer(blueprint: str, overrides: list[str], extra: list[str], placement: Any, out: Path, *,
-             data: str = "synthetic", seed: int = 0) -> Any:
-    from ..assembly import assemble
-    from ..blueprint.validation import load_blueprint
-    from ..registry import default_registry
-    from ..training.planning import plan_training
-    from ..training.run import build_dataset
-    from .trainer import Trainer, TrainOptions
+def _variant_trainer(loaded: LoadedBlueprint, extra: list[str], placement: Any, out: Path, *, data: str,
+                     registry: Registry | None) -> Any:
+    from ..training.build import build_trainer
 
-    bp = load_blueprint(blueprint, [*overrides, *extra]).blueprint
-    synthetic = []
-    if data == "synthetic":
-        synthetic = ["data={type: procedural, resolution: %d, channels: %d, num_classes: %d, size: %d}"
-                     % (bp.data.resolution, bp.data.channels, bp.data.num_classes, max(bp.train.batch_size * 4, 64)),
-                     "train.num_workers=0"]
-    loaded = load_blueprint(blueprint, [*overrides, *extra, *synthetic])
-    registry = default_registry()
-    trainer = Trainer(assembly=assemble(loaded, registry), plan=plan_training(loaded, registry), registry=registry,
-                      dataset=build_dataset(loaded, registry),
-                      options=TrainOptions(out=out, steps=10**9, seed=seed, progress=False),
-                      placement=placement, report=lambda message: None)
-    if data == "synthetic":
-        # Keep data loading out of the timing: every step reuses one batch, pinned as a loader's would be.
-        images, labels = trainer.stream.next()
-        if placement.device.type == "cuda":
-            images, labels = images.pin_memory(), labels.pin_memory()
-        trainer.stream.next = lambda: (images, labels)  # type: ignore[method-assign]
-    return trainer
+    return build_trainer(loaded, overrides=extra, placement=placement, out=out, data=data,  # type: ignore[arg-type]
+                         registry=registry)
 
 
-def _flops_per_step(blueprint: str, overrides: list[str], extra: list[str], placement: Any, out: Path, *,
-                    data: str) -> float:
+def _flops_per_step(loaded: LoadedBlueprint, extra: list[str], placement: Any, out: Path, *,
+                    registry: Registry | None = None) -> float:
     """FLOPs of one training step (every D update and the G update, forward and backward).
 
     Counted by ``torch.utils.flop_counter`` on an eager copy of the variant (the counter sees
     the operators the graph runs; compiling changes how, not how many), at a small batch and
-    scaled: every counted operator is linear in the batch.
+    scaled: every counted operator is linear in the batch. ``loaded`` holds the common overrides.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..blueprint.validation import load_blueprint
+    from ..training.build import build_trainer, load_run_blueprint
 
-    bp = load_blueprint(blueprint, [*overrides, *extra]).blueprint
+    bp = load_run_blueprint(loaded, extra).blueprint
     small = bp.train.grad_accumulation * placement.world_size * 2
-    trainer = _trainer(blueprint, overrides, [*extra, "train.compile=false", f"train.batch_size={small}"],
-                       placement, out, data="synthetic")
+    trainer = build_trainer(loaded, overrides=[*extra, "train.compile=false", f"train.batch_size={small}"],
+                            placement=placement, out=out, data="synthetic", registry=registry)
     trainer.train_step()  # first steps may take one-off paths (lazy state); count a typical one
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()

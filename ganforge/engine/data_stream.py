@@ -41,9 +41,11 @@ class DataStream:
     epoch: int = 0
     offset: int = 0  # samples of this epoch already consumed by this rank
     skipped: int = 0  # unreadable files the dataset replaced so far
+    repeat: bool = False  # read one batch, then return it on every call (a benchmark's model step alone)
 
     def __post_init__(self) -> None:
         self._iterator: Iterator[Any] | None = None
+        self._held: tuple[torch.Tensor, torch.Tensor] | None = None
         per_rank = len(self.dataset) // self.world_size  # type: ignore[arg-type]
         if per_rank < self.batch_size:
             raise GanforgeError(
@@ -67,6 +69,9 @@ class DataStream:
         self._iterator = iter(loader)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (images, labels); with ``repeat``, the first batch read, every time (pinned as a loader's)."""
+        if self._held is not None:
+            return self._held
         if self._iterator is None:
             self._start_epoch()
         try:
@@ -78,6 +83,12 @@ class DataStream:
         self.offset += self.batch_size
         if len(batch) > 2:  # datasets that skip unreadable files say how many (a CPU tensor: no sync)
             self.skipped += int(batch[2].sum())
+        if self.repeat:
+            images, labels = batch[0], batch[1]
+            if self.pin_memory:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            self._held = (images, labels)
+            return self._held
         return batch[0], batch[1]
 
     def state(self) -> dict[str, int]:

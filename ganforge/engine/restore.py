@@ -13,7 +13,7 @@ from ..assembly import Assembly, Network, assemble
 from ..blueprint.validation import LoadedBlueprint, validate_document
 from ..errors import GanforgeError
 from ..layers.spectral_norm import refresh_spectral_norm
-from ..registry import default_registry
+from ..registry import Registry, default_registry
 from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
 
 
@@ -29,6 +29,7 @@ class RestoredRun:
     generator: Network
     uses_ema: bool
     record: CheckpointRecord
+    registry: Registry | None = None  # what resolved its components (None: the global one)
 
     @property
     def state(self) -> dict:
@@ -81,12 +82,14 @@ def find_record(target: str | Path, *,
 
 
 def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True,
-            warn: Callable[[str], None] = warn_on_stderr) -> RestoredRun:
+            warn: Callable[[str], None] = warn_on_stderr, registry: Registry | None = None) -> RestoredRun:
     """Rebuild G (the EMA copy when there is one and ``prefer_ema``) in eval mode on ``device``.
 
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
     A ``.safetensors`` file is an export (``ganforge.export``): its one generator, as written.
+    ``registry`` (default: the global one) resolves the stored blueprint's components; it is kept on
+    the result, so evaluating the run uses it too.
     """
     if Path(target).suffix == ".safetensors":
         from ..export import restore_export
@@ -95,11 +98,13 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     checkpoint, record = find_record(target, warn=warn)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     loaded = validate_document(record.blueprint, file=f"{checkpoint} (stored blueprint)")
-    assembly = assemble(loaded, default_registry())
+    registry = default_registry() if registry is None else registry
+    assembly = assemble(loaded, registry)
     generator = assembly.generator.build(device, initialise=False)
     uses_ema = prefer_ema and record.ema is not None
     generator.load_state_dict(record.ema if uses_ema else record.generator)
     if uses_ema:
         refresh_spectral_norm(generator)
     return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=record.step, loaded=loaded,
-                       assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, record=record)
+                       assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, record=record,
+                       registry=registry)

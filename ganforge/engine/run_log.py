@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,8 +28,13 @@ class RunLog:
             elif resume_from_step is None and path.exists():
                 # A run that starts over keeps the old log beside the new one instead of erasing it.
                 path.replace(path.with_name(f"{path.stem}.before-{int(time.time())}{path.suffix}"))
-        with writing(path.parent / "tensorboard", "TensorBoard logs to", note=note):
-            self._tensorboard = _tensorboard_writer(path.parent / "tensorboard")
+        board = path.parent / "tensorboard"
+        with writing(board, "TensorBoard logs to", note=note):
+            if resume_from_step is None and board.is_dir() and any(board.iterdir()):
+                board.replace(board.with_name(f"{board.name}.before-{int(time.time())}"))  # as the log above
+            # On resume TensorBoard hides the old events past the checkpoint, as the log drops them.
+            self._tensorboard = _tensorboard_writer(board, purge_step=None if resume_from_step is None
+                                                    else resume_from_step + 1)
 
     def write(self, record: dict[str, Any]) -> None:
         with writing(self.path, "the metrics log", note=self.note):
@@ -39,6 +45,19 @@ class RunLog:
             for key, value in _flatten(record).items():
                 if key != "step" and isinstance(value, (int, float)):
                     self._tensorboard.add_scalar(key, value, step)
+            self._tensorboard.flush()  # a user watching TensorBoard sees each logged step
+
+    def image_file(self, tag: str, path: Path, step: int) -> None:
+        """The PNG at ``path`` (a sample grid just written) as a TensorBoard image; nothing without TensorBoard."""
+        if self._tensorboard is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        self._tensorboard.add_image(tag, pixels, step, dataformats="HWC")
+        self._tensorboard.flush()
 
     def close(self) -> None:
         if self._tensorboard is not None:
@@ -63,30 +82,53 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _tensorboard_writer(folder: Path):  # type: ignore[no-untyped-def]
+def _tensorboard_writer(folder: Path, purge_step: int | None = None):  # type: ignore[no-untyped-def]
     try:
         import tensorboard  # noqa: F401  (only to learn whether it is installed)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(folder))
+    return SummaryWriter(str(folder), purge_step=purge_step)
 
 
 class Progress:
-    """A one-line progress bar on stderr: step, images/s, ETA and the latest losses."""
+    """A one-line progress bar on stderr: step, images/s, ETA and the latest losses.
 
-    def __init__(self, *, total: int, start: int, enabled: bool) -> None:
+    The ETA comes from the recent speed: steps per second over the last ``window`` updates of
+    this process (never time before a resume). The first interval holds the start-up (data
+    workers, compilation, the first step's allocations), so it is left out once a later one exists.
+    """
+
+    def __init__(self, *, total: int, start: int, enabled: bool, window: int = 5,
+                 clock: Callable[[], float] | None = None) -> None:
         self.total, self.enabled = total, enabled
         self.tty = sys.stderr.isatty()
-        self.started = time.perf_counter()
+        self.clock = clock if clock is not None else time.perf_counter
         self.start_step = start
+        self.marks: deque[tuple[int, float]] = deque([(start, self.clock())], maxlen=window + 1)
+        self.warming = True  # marks[0] is still the start of the run
+
+    def eta(self, step: int) -> float:
+        """Seconds left to ``total`` at the recent speed (record ``step`` first with ``mark``)."""
+        (first_step, first_time), (last_step, last_time) = self.marks[0], self.marks[-1]
+        if last_step <= first_step or last_time <= first_time:
+            return 0.0
+        return max(self.total - step, 0) * (last_time - first_time) / (last_step - first_step)
+
+    def mark(self, step: int) -> None:
+        """Note that ``step`` is done now."""
+        if len(self.marks) > 1 and self.marks[-1][0] == step:
+            self.marks.pop()
+        self.marks.append((step, self.clock()))
+        if self.warming and len(self.marks) >= 3:
+            self.marks.popleft()  # a later interval exists: forget the start-up one
+            self.warming = False
 
     def update(self, step: int, images_per_s: float, losses: dict[str, float]) -> None:
         if not self.enabled:
             return
-        done = step - self.start_step
-        elapsed = time.perf_counter() - self.started
-        remaining = (self.total - step) * elapsed / done if done > 0 else 0.0
+        self.mark(step)
+        remaining = self.eta(step)
         width = 24
         filled = int(width * step / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
@@ -101,5 +143,5 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(seconds)
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -46,6 +46,9 @@ class TrainOptions:
     seed: int
     resume: bool = False
     progress: bool = True
+    # False when ``steps`` is only the blueprint's default: --resume then trains to the target the
+    # run recorded in its checkpoints (the --steps of the command that started it).
+    steps_given: bool = True
 
 
 class Trainer:
@@ -319,10 +322,13 @@ class Trainer:
         progress = Progress(total=self.options.steps, start=self.step,
                             enabled=self.options.progress and self.placement.is_main)
         fixed_z, fixed_labels = self._fixed_sample_inputs()
+        if self.placement.is_main and self.step == 0:  # what training starts from; a resumed run keeps its own
+            self._save_samples(fixed_z, fixed_labels, log)
         previous_handlers = self._install_signal_handlers()
         totals = torch.zeros(2, device=self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
+        first_step = self.step + 1  # the progress line shows this one too, not only every log_every
         try:
             while self.step < self.options.steps:
                 d_loss, g_loss = self.train_step()
@@ -336,7 +342,8 @@ class Trainer:
                 at_checkpoint = self.step % self.train.checkpoint_every == 0 or last
                 at_eval = bool(self.train.eval_every) and (self.step % self.train.eval_every == 0 or last)
                 stop = self._stop_agreed()
-                if at_log or at_checkpoint or at_eval or stop or not self.cuda:
+                at_first = self.step == first_step and not at_log and progress.enabled
+                if at_log or at_first or at_checkpoint or at_eval or stop or not self.cuda:
                     # Syncs with the GPU: only here, so nothing is ever written after a non-finite loss.
                     self._raise_if_diverged(int(first_bad))
                 self._check_skipped()
@@ -349,13 +356,17 @@ class Trainer:
                     progress.update(self.step, rate, {"d": mean[0], "g": mean[1]})
                     totals.zero_()
                     since, counted, seen_at_log = time.perf_counter(), 0, self.images_seen
+                elif at_first:  # shown only: the logged mean still covers the whole interval
+                    rate = (self.images_seen - seen_at_log) / max(time.perf_counter() - since, 1e-9)
+                    mean = (totals / counted).tolist()
+                    progress.update(self.step, rate, {"d": mean[0], "g": mean[1]})
                 if at_eval:
                     self._evaluate(log)
                 if at_checkpoint or stop:  # before the samples: a refused sample write loses no progress
                     self._checkpoint()
                 if self.placement.is_main and (self.step % self.train.sample_every == 0
                                                or self.step == self.options.steps):
-                    self._save_samples(fixed_z, fixed_labels)
+                    self._save_samples(fixed_z, fixed_labels, log)
                 if stop:
                     self.report(f"stopped at step {self.step}; continue with --resume")
                     break
@@ -413,7 +424,7 @@ class Trainer:
 
     def _record(self, mean: list[float], rate: float) -> dict[str, Any]:
         scalars = {}
-        for prefix, network in (("", self.generator), ("D.", self.discriminator)):
+        for prefix, network in (("G.", self.generator), ("D.", self.discriminator)):
             for path, module in network.named_modules():
                 declared = capability(module, "logged_scalars", kind="layer")
                 if callable(declared):
@@ -434,19 +445,27 @@ class Trainer:
         generator = torch.Generator().manual_seed(fixed_samples_seed(self.options.seed))
         n = 64
         z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        labels = (torch.arange(n) % self.num_classes).to(self.device) if self.num_classes > 0 else None
-        return z, labels
+        if self.num_classes <= 0:
+            return z, None
+        from ..generation import column_classes
+        from .samples import grid_columns
+
+        # one class per grid column (the grid save_grid lays out), whatever the class count
+        columns = grid_columns(n, self.num_classes)
+        return z, column_classes(n, self.num_classes, columns, device=self.device)
 
     @torch.no_grad()
-    def _save_samples(self, z: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _save_samples(self, z: torch.Tensor, labels: torch.Tensor | None, log: RunLog | None = None) -> None:
         network = self._sampling_generator()
         was_training = network.training
         network.eval()
         images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
                             for i in range(0, z.shape[0], 16)])
         network.train(was_training)
-        save_grid(images.float().cpu(), self.options.out / "samples" / f"step-{self.step:09d}.png",
-                  note=self._intact_note)
+        path = self.options.out / "samples" / f"step-{self.step:09d}.png"
+        save_grid(images.float().cpu(), path, note=self._intact_note)
+        if log is not None:
+            log.image_file("samples", path, self.step)  # the grid as written, in TensorBoard's image tab
 
     def _intact_note(self) -> str:
         """The end of a write error's line: what was kept, and how to go on."""
@@ -476,6 +495,7 @@ class Trainer:
             data=self.stream.state(),
             blueprint=self.loaded.document,
             blueprint_file=self.loaded.file,
+            extra={"target_steps": self.options.steps},  # what --resume without --steps trains to
         )
 
     def _checkpoint(self) -> None:
@@ -500,6 +520,10 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as err:
             raise GanforgeError(f"{path} does not match this blueprint's networks: {err}") from err
         self.step = state.step
+        target = state.extra.get("target_steps")
+        if not self.options.steps_given and isinstance(target, int) and target != self.options.steps:
+            self.options.steps = target
+            self.report(f"training to step {target}, the run's --steps (pass --steps to change it)")
         rng_by_rank = state.rng
         restore_rank_rng(rng_by_rank, rank=self.placement.rank, world_size=self.placement.world_size,
                          seed=self.options.seed, step=self.step, noise=self.noise,

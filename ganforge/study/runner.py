@@ -142,7 +142,7 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
     """Evaluate the run's newest checkpoint as ``ganforge evaluate`` does, then write ``done.json``."""
     from ..engine.distributed import choose_device
     from ..engine.restore import restore
-    from ..evaluation import evaluate_generator
+    from ..evaluation import evaluate_generator, record_evaluation
 
     dev = choose_device(device)
     run = restore(folder, device=dev)
@@ -152,9 +152,7 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
                                 inception=evaluation.inception or train_spec.eval_inception, device=dev,
                                 batch_size=evaluation.batch_size, seed=EVAL_SEED, progress=False,
                                 generator_label="EMA generator" if run.uses_ema else "raw generator")
-    with open(folder / "metrics.jsonl", "a", encoding="utf-8") as handle:  # so `ganforge plot` shows it
-        handle.write(json.dumps({"event": "evaluation", "step": run.step, "checkpoint": str(run.checkpoint),
-                                 **result.values, "protocol": result.protocol}) + "\n")
+    record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
     done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
     if previous is not None and previous["step"] == run.step:
         done.update(metrics=list(previous["metrics"]), values=dict(previous["values"]),

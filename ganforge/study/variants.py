@@ -65,18 +65,14 @@ def check_variants(blueprint: str, *, overrides: list[str], variants: list[Study
 
     A bad variant is reported by name, so an hour of training is never lost to a typo in the last one.
     """
-    from ..assembly import assemble
-    from ..blueprint.validation import load_blueprint
     from ..registry import default_registry
-    from ..training.planning import plan_training
+    from ..training.build import build_run
 
     registry = default_registry()
     assemblies = []
     for variant in variants:
         try:
-            loaded = load_blueprint(blueprint, [*overrides, *variant.overrides])
-            assembly = assemble(loaded, registry)
-            plan_training(loaded, registry)
+            assembly = build_run(blueprint, overrides=[*overrides, *variant.overrides], registry=registry).assembly
         except GanforgeError as err:
             if not variant.overrides:
                 raise

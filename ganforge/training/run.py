@@ -9,17 +9,15 @@ from ..errors import GanforgeError
 
 
 def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int | None, resume: bool,
-          device: str, seed: int | None) -> int:
-    """Validate everything cheap first (blueprint, shapes, data, output folder), then build and train."""
-    from ..assembly import assemble
-    from ..blueprint.validation import load_blueprint
-    from ..registry import default_registry
-    from .planning import plan_training
+          device: str, seed: int | None, registry=None) -> int:  # type: ignore[no-untyped-def]
+    """Validate everything cheap first (blueprint, shapes, data, output folder), then build and train.
 
-    loaded = load_blueprint(blueprint, overrides)
-    registry = default_registry()
-    assembly = assemble(loaded, registry)
-    plan = plan_training(loaded, registry)
+    ``registry`` defaults to the global one (``build_run``).
+    """
+    from .build import build_run
+
+    spec = build_run(blueprint, overrides=overrides, registry=registry)
+    loaded, registry, assembly, plan = spec.loaded, spec.registry, spec.assembly, spec.plan
     bp = loaded.blueprint
 
     dataset = build_dataset(loaded, registry)
@@ -55,7 +53,8 @@ def _train(run_dir: Path, *, loaded, assembly, plan, registry, dataset,  # type:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     report = (lambda message: print(message, file=sys.stderr)) if placement.is_main else (lambda message: None)
-    options = TrainOptions(out=run_dir, steps=steps or bp.train.steps,
+    # Without --steps, --resume trains to the step count the run recorded (its first command's --steps).
+    options = TrainOptions(out=run_dir, steps=steps or bp.train.steps, steps_given=steps is not None,
                            seed=bp.train.seed if seed is None else seed, resume=resume)
     try:
         trainer = Trainer(assembly=assembly, plan=plan, registry=registry, dataset=dataset, options=options,
