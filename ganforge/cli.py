@@ -60,7 +60,8 @@ def inspect_command(blueprint: str, overrides: tuple[str, ...], fmt: str, debug:
               help="Override a blueprint key, e.g. --set data.root=/data/train (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run folder for checkpoints, samples and logs [default: runs/<blueprint name>].")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train to this step (overrides train.steps).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Train to this step (overrides train.steps; --resume without it keeps the run's own target).")
 @click.option("--resume", is_flag=True, help="Continue from the newest valid checkpoint in --out.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=None, help="Random seed (overrides train.seed).")

@@ -24,8 +24,8 @@ from ganforge.errors import GanforgeError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-format2" / "step-000000001.pt"
 SHRINK = ["generator.stem.channels=8", "generator.blocks.0.channels=8", "generator.blocks.1.channels=8",
-          "discriminator.blocks.0.channels=8", "discriminator.blocks.1.channels=8",
-          "discriminator.blocks.2.channels=8", "train.batch_size=4", "data.size=16", "train.log_every=1",
+          "discriminator.blocks.0.channels=8", "discriminator.blocks.2.channels=8",
+          "discriminator.blocks.4.channels=8", "train.batch_size=4", "data.size=16", "train.log_every=1",
           "train.sample_every=1000", "train.checkpoint_every=1", "update_rule.2={type: ema, decay: 0.5, start: 0}"]
 
 

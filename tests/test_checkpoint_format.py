@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import TINY, assert_clean_failure
+import yaml
+from support import assert_clean_failure
 
 from ganforge.engine import checkpoints
 from ganforge.engine.checkpoints import (
@@ -27,9 +28,6 @@ from ganforge.errors import CollisionError, GanforgeError, RegistryError
 from ganforge.registry import Registry
 
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-format2" / "step-000000001.pt"
-SHRINK = ["generator.stem.channels=8", "generator.blocks.0.channels=8", "generator.blocks.1.channels=8",
-          "discriminator.blocks.0.channels=8", "discriminator.blocks.1.channels=8",
-          "discriminator.blocks.2.channels=8", "train.batch_size=4", "data.size=64"]
 
 
 def sample_batch(run, n: int = 4) -> torch.Tensor:
@@ -123,9 +121,12 @@ def test_format1_checkpoint_migrates_and_restores(tmp_path):
 def test_training_resumes_from_a_format1_checkpoint(cli, tmp_path):
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
-    torch.save(format1_dict(), folder / "step-000000001.pt")
-    args = [a for item in SHRINK for a in ("--set", item)]
-    result = cli("train", TINY, *args, "--steps", "2", "--resume", "--out", tmp_path / "run", "--device", "cpu",
+    state = format1_dict()
+    torch.save(state, folder / "step-000000001.pt")
+    # the run's own blueprint, as stored in the checkpoint (tiny.yaml has changed since)
+    blueprint = tmp_path / "run.yaml"
+    blueprint.write_text(yaml.safe_dump(state["blueprint"]))
+    result = cli("train", blueprint, "--steps", "2", "--resume", "--out", tmp_path / "run", "--device", "cpu",
                  "--seed", "0")
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output and "at step 1" in result.output
