@@ -34,6 +34,7 @@ ALLOWED = {
     "benchmark": "needs CUDA (--device cuda) or ImageNet; tests/test_benchmark.py runs it on CPU",
     "export": "needs a trained run; tests/test_api.py exports one and samples from the file",
     "sample": "needs a trained run; tests/test_api.py and tests/test_sample_evaluate.py run it",
+    "evaluate": "needs a trained run; tests/metrics/test_procedural_pr.py evaluates one with procedural_pr",
 }
 CHEAP = {"components", "inspect"}  # run for real
 

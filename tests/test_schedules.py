@@ -6,7 +6,8 @@ import pytest
 
 from support import TINY
 
-G_LR, D_LR = 2.0e-4, 4.0e-4  # tiny.yaml's ttur
+G_LR, D_LR = 2.0e-4, 4.0e-4  # set here, not taken from tiny.yaml
+TTUR = "update_rule.0={type: ttur, g_lr: 2.0e-4, d_lr: 4.0e-4, betas: [0.0, 0.9]}"
 # warm-up over 2 steps, linear decay to 0 from step 4 to the run's end (8 steps)
 SCHEDULE = "update_rule.2={type: lr_schedule, warmup_steps: 2, decay_start: 4}"
 # step: factor, by hand: (step + 1) / 2 in the warm-up, then 1 - (step - 4) / (8 - 4)
@@ -34,7 +35,7 @@ def _trainer(out, extra=(), *, steps=8, resume=False):
     from ganforge.training.build import build_trainer
 
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", "train.checkpoint_every=4",
-                                                  "train.sample_every=1000", "train.log_every=4", SCHEDULE, *extra],
+                                                  "train.sample_every=1000", "train.log_every=4", TTUR, SCHEDULE, *extra],
                             placement=place_process("cpu"), out=out, data="real")
     trainer.options.steps, trainer.options.resume = steps, resume
     seen: dict[str, list[float]] = {"generator": [], "discriminator": []}
