@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     import torch
 
-    from .api import LoadedGenerator
+    from .commands.api import LoadedGenerator
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
@@ -23,9 +23,9 @@ def load(target: str | Path, *, ema: bool = True, device: torch.device | str = "
 
     ``ganforge.load("runs/tiny").generate(16, classes=3, seed=0)`` gives 16 images as a float tensor
     (16, C, H, W) in [-1, 1]. ``ema``: the EMA copy when the run keeps one, else the live generator;
-    ``device``: "auto", "cpu", "cuda", "cuda:N" or a ``torch.device``. See ``ganforge.api.LoadedGenerator``.
+    ``device``: "auto", "cpu", "cuda", "cuda:N" or a ``torch.device``. See ``ganforge.commands.api.LoadedGenerator``.
     torch is imported here, on the first call, not by ``import ganforge``.
     """
-    from .api import load as load_generator
+    from .commands.api import load as load_generator
 
     return load_generator(target, ema=ema, device=device)

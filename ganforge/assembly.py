@@ -135,7 +135,7 @@ class Network(nn.Module):
 
 def frozen_normalisation(module: nn.Module) -> contextlib.AbstractContextManager:
     """``Network.frozen_normalisation()`` for any module tree (e.g. a network wrapped or built by hand)."""
-    from .layers.spectral_norm import frozen_spectral_norm
+    from .components.layers.spectral_norm import frozen_spectral_norm
 
     return frozen_spectral_norm(module)
 

@@ -46,8 +46,8 @@ def cli() -> None:
 def inspect_command(blueprint: str, overrides: tuple[str, ...], fmt: str, debug: bool) -> None:
     """Print the assembled generator and discriminator without allocating weights."""
     with user_errors(debug):
-        from .inspection import describe, format_text
-        from .training.build import build_run
+        from .commands.inspection import describe, format_text
+        from .engine.build import build_run
 
         run = build_run(blueprint, overrides=overrides)
         report = describe(run.assembly, run.plan)
@@ -70,7 +70,7 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
                   device: str, seed: int | None, debug: bool) -> None:
     """Train the GAN a blueprint describes; torchrun it for several GPUs."""
     with user_errors(debug):
-        from .training.run import train
+        from .engine.run import train
 
         train(blueprint, overrides=list(overrides), out=out, steps=steps, resume=resume, device=device,
               seed=seed)
@@ -177,7 +177,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
                    debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
-        from .generation import sample_grid
+        from .commands.generation import sample_grid
 
         drawn = sample_grid(target, count=count, class_index=class_index, truncation=truncation, seed=seed, out=out,
                             individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device)
@@ -189,7 +189,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
         click.echo(f"wrote {len(drawn.individual)} images to {individual}")
 
 
-# --- export command (ganforge/export.py) ----------------------------------------------------------
+# --- export command (ganforge/commands/export.py) -------------------------------------------------
 @cli.command("export")
 @click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
@@ -202,7 +202,7 @@ def export_command(target: str, out: str, raw: bool, debug: bool) -> None:
     `ganforge.load`, `ganforge sample` and `ganforge evaluate` accept the file in place of a run.
     """
     with user_errors(debug):
-        from .export import export_generator
+        from .commands.export import export_generator
 
         run, path = export_generator(target, out, ema=not raw)
         size = path.stat().st_size
@@ -232,7 +232,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
                      batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
-        from .evaluation import evaluate_checkpoint
+        from .commands.evaluation import evaluate_checkpoint
 
         run, result = evaluate_checkpoint(target, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                           n=count, reference=reference, inception=inception, device=device,
@@ -244,7 +244,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
         click.echo(line)
 
 
-# --- plot / attention commands (ganforge/plots.py, ganforge/attention_maps.py) -----------------
+# --- plot / attention commands (ganforge/commands/plots.py, attention_maps.py) -----------------
 @cli.command("plot")
 @click.argument("run", type=click.Path(path_type=str))
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -255,7 +255,7 @@ def plot_command(run: str, out: str | None, debug: bool) -> None:
     with user_errors(debug):
         from pathlib import Path
 
-        from .plots import plot_run
+        from .commands.plots import plot_run
 
         paths = plot_run(Path(run), Path(out) if out is not None else Path(run) / "plots")
     for path in paths:
@@ -279,9 +279,9 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
     with user_errors(debug):
         from pathlib import Path
 
-        from .attention_maps import attention_figure, default_output, parse_points
+        from .commands.attention_maps import attention_figure, default_output, parse_points
         from .engine.restore import restore
-        from .plots import gamma_path, plot_gamma, read_log
+        from .commands.plots import gamma_path, plot_gamma, read_log
 
         query_points = parse_points(points) if points is not None else None
         restored = restore(target, device="cpu")
@@ -297,7 +297,7 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
 # --- end plot / attention commands ---------------------------------------------------------------
 
 
-# --- prepare command (ganforge/data/prepare.py) ---------------------------------------------------
+# --- prepare command (ganforge/components/data/prepare.py) ----------------------------------------
 @cli.command("prepare")
 @click.argument("data_root", type=click.Path(path_type=str))
 @click.option("--resolution", type=click.IntRange(min=4), required=True, help="Output height and width.")
@@ -312,7 +312,7 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
                     shard_size: int | None, debug: bool) -> None:
     """Decode, resize and crop a class-per-folder image set once into uint8 shards (`data.type: prepared`)."""
     with user_errors(debug):
-        from .data.prepare import prepare, summary
+        from .components.data.prepare import prepare, summary
 
         manifest = prepare(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
                            shard_size=shard_size)
@@ -321,7 +321,7 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
 # --- end prepare command --------------------------------------------------------------------------
 
 
-# --- study command (ganforge/study/) --------------------------------------------------------------
+# --- study command (ganforge/commands/study/) -----------------------------------------------------
 @cli.command("study")
 @click.argument("blueprint", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--variant", "variants", multiple=True, metavar='"[NAME:] KEY=VALUE[; KEY=VALUE...]"',
@@ -353,9 +353,9 @@ def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: 
     with user_errors(debug):
         from pathlib import Path
 
-        from .study.report import write_report
-        from .study.runner import EvalSettings, run_study
-        from .study.variants import check_metrics, check_variants, study_variants
+        from .commands.study.report import write_report
+        from .commands.study.runner import EvalSettings, run_study
+        from .commands.study.variants import check_metrics, check_variants, study_variants
 
         rows = study_variants(variants)
         assemblies = check_variants(blueprint, overrides=list(overrides), variants=rows)

@@ -20,18 +20,33 @@ import re
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .contracts import ContractError
 from .errors import CollisionError, RegistryError
-
-if TYPE_CHECKING:
-    from .registry import BrokenPlugin, Component, Registry
+from .kinds import KINDS, NAME_PATTERN, BrokenPlugin
 
 GROUP = "ganforge.plugins"
 DISABLE_ENV = "GANFORGE_DISABLE_PLUGINS"
 QUALIFIER = ":"
 """``DIST:NAME`` names the component ``NAME`` of the installed distribution ``DIST`` explicitly."""
+
+
+class Builtin(Protocol):
+    """What the index needs of a built-in component: where its code lives."""
+
+    @property
+    def qualname(self) -> str: ...
+
+
+class ComponentSink(Protocol):
+    """What the index needs of the registry it loads into (``ganforge.registry.Registry``)."""
+
+    def add(self, kind: str, name: str, obj: Callable[..., Any], *, origin: str | None = None) -> Any: ...
+
+    def get(self, kind: str, name: str) -> Any: ...
+
+    def shadows_builtin(self, kind: str, name: str) -> bool: ...
 
 
 def normalize(distribution: str) -> str:
@@ -71,7 +86,7 @@ class PluginIndex:
     """Entry-point metadata, indexed by (kind, name), and the record of broken plugins."""
 
     entries: dict[tuple[str, str], list[PluginEntry]] = field(default_factory=dict)
-    broken: list["BrokenPlugin"] = field(default_factory=list)
+    broken: list[BrokenPlugin] = field(default_factory=list)
     _failed: dict[tuple[str, str], str] = field(default_factory=dict)
     _warned: set[tuple[str, str, str]] = field(default_factory=set)
 
@@ -81,8 +96,6 @@ class PluginIndex:
 
     @classmethod
     def from_entry_points(cls, eps: Iterable[metadata.EntryPoint]) -> "PluginIndex":
-        from .registry import KINDS, NAME_PATTERN, BrokenPlugin
-
         index = cls()
         seen: set[tuple[str, str]] = set()
         for ep in eps:
@@ -117,7 +130,7 @@ class PluginIndex:
             return self._entry_of(kind, dist, short) is not None
         return (kind, name) in self.entries
 
-    def check_no_shadowing(self, kind: str, name: str, builtin: "Component") -> None:
+    def check_no_shadowing(self, kind: str, name: str, builtin: Builtin) -> None:
         """A plugin claiming a built-in's name never replaces it: the short name stays the built-in's.
 
         Warns once (one line on stderr) naming both, and how to pick the plugin's version.
@@ -132,7 +145,7 @@ class PluginIndex:
                 file=sys.stderr,
             )
 
-    def load(self, kind: str, name: str, registry: "Registry") -> None:
+    def load(self, kind: str, name: str, registry: ComponentSink) -> None:
         """Import the plugin object that provides ``kind``/``name`` and register it.
 
         ``name`` is a short name (``hinge``), provided by exactly one plugin, or a qualified
@@ -162,7 +175,7 @@ class PluginIndex:
             raise CollisionError(message)
         self._load_entry(kind, name, candidates[0], registry)
 
-    def _load_entry(self, kind: str, name: str, entry: PluginEntry, registry: "Registry") -> None:
+    def _load_entry(self, kind: str, name: str, entry: PluginEntry, registry: ComponentSink) -> None:
         from .contracts import check_contract
 
         key = (kind, name)
@@ -183,7 +196,7 @@ class PluginIndex:
             self._fail(key, entry, message)
             raise RegistryError(message) from err
 
-    def load_all(self, registry: "Registry") -> None:
+    def load_all(self, registry: ComponentSink) -> None:
         for kind, name in list(self.entries):
             candidates = self.entries[(kind, name)]
             if (kind, name) not in self._failed:
@@ -207,7 +220,5 @@ class PluginIndex:
         return None
 
     def _fail(self, key: tuple[str, str], entry: PluginEntry, message: str) -> None:
-        from .registry import BrokenPlugin
-
         self._failed[key] = message
         self.broken.append(BrokenPlugin(entry.distribution, entry.label, message))

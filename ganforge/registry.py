@@ -28,36 +28,22 @@ from functools import cached_property
 from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import CollisionError, RegistryError, UnknownComponentError
-
-KINDS: tuple[str, ...] = (
-    "layer",
-    "block",
-    "head",
-    "loss",
-    "regularizer",
-    "update_rule",
-    "optimizer",
-    "init",
-    "dataset",
-    "metric",
-)
-"""Kinds of component. Network stacks accept ``layer``, ``block`` and ``head``."""
-
-NETWORK_KINDS: tuple[str, ...] = ("block", "layer", "head")
+from .kinds import KINDS, NAME_PATTERN, NETWORK_KINDS, BrokenPlugin
+from .plugins import PluginIndex, normalize, plugins_disabled
 
 CONTEXT_PARAMS: frozenset[str] = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
 """Constructor arguments the assembler supplies (inferred from the stack); never set in a blueprint."""
 
 BUILTIN_PACKAGES: tuple[str, ...] = (
-    "ganforge.layers",
-    "ganforge.blocks",
-    "ganforge.losses",
-    "ganforge.training",
-    "ganforge.data",
-    "ganforge.metrics",
+    "ganforge.components.layers",
+    "ganforge.components.blocks",
+    "ganforge.components.losses",
+    "ganforge.components.optim",
+    "ganforge.components.data",
+    "ganforge.components.metrics",
 )
+"""The component packages, by kind; the first lookup imports every module under them (and nothing else)."""
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 QUALIFIED_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*:[a-z][a-z0-9_]*$")
 """``DIST:NAME``: a plugin's component picked by its (normalised) distribution name, e.g. ``my-pkg:hinge``."""
 
@@ -235,15 +221,6 @@ def _bound(meta: Any) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
-@dataclass
-class BrokenPlugin:
-    """A plugin entry that could not be loaded, kept for reporting."""
-
-    distribution: str
-    entry_point: str
-    error: str
-
-
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """The candidates closest to a mistyped ``word`` (difflib, cutoff 0.6), best first."""
     return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
@@ -260,7 +237,7 @@ class Registry:
     """Kind-scoped names → components, with lazily loaded built-ins and plugins."""
 
     builtin_packages: tuple[str, ...] = ()
-    plugin_source: Any = None  # a ganforge.plugins.PluginIndex, or None for no plugins
+    plugin_source: PluginIndex | None = None  # None: no plugins
     include_all_declared: bool = False  # the default registry also takes @register-ed user code
     _entries: dict[tuple[str, str], Component] = field(default_factory=dict)
     _builtins_loaded: bool = False
@@ -323,8 +300,6 @@ class Registry:
         _check_kind(kind)
         self._load_builtins()
         if ":" in name:  # DIST:NAME, with the distribution name compared as pip does
-            from .plugins import normalize
-
             dist, _, short = name.partition(":")
             name = f"{normalize(dist)}:{short}"
         found = self._entries.get((kind, name))
@@ -468,8 +443,6 @@ def default_registry() -> Registry:
     """The process-wide registry: built-ins, ``@register``-ed code, and installed plugins (unless disabled)."""
     global _default
     if _default is None:
-        from .plugins import PluginIndex, plugins_disabled
-
         _default = Registry(
             builtin_packages=BUILTIN_PACKAGES,
             plugin_source=None if plugins_disabled() else PluginIndex.discover(),

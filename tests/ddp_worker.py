@@ -11,8 +11,8 @@ from ganforge.blueprint.validation import load_blueprint
 from ganforge.engine.distributed import leave, place_process
 from ganforge.engine.trainer import Trainer, TrainOptions
 from ganforge.registry import default_registry
-from ganforge.training.planning import plan_training
-from ganforge.training.run import build_dataset
+from ganforge.engine.planning import plan_training
+from ganforge.engine.run import build_dataset
 
 blueprint, out = sys.argv[1], Path(sys.argv[2])
 overrides = ["train.batch_size=8", "data.size=64", "train.log_every=1", "train.checkpoint_every=3",

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ganforge.attention_maps import (attention_figure, capture_attention, default_output, default_points,
+from ganforge.commands.attention_maps import (attention_figure, capture_attention, default_output, default_points,
                                      find_attention_layers, parse_points, query_map)
 from ganforge.cli import cli as group
 from ganforge.errors import GanforgeError
-from ganforge.layers.attention import SelfAttention
+from ganforge.components.layers.attention import SelfAttention
 
 TINY = Path(__file__).resolve().parents[1] / "blueprints" / "tiny.yaml"
 SMALL = ["--steps", "1", "--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16",

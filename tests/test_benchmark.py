@@ -46,7 +46,7 @@ def test_counted_flops_equal_a_direct_count_at_the_full_batch(tmp_path):
     from ganforge.blueprint.validation import load_blueprint
     from ganforge.engine.benchmark import _flops_per_step
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     placement = place_process("cpu")
     scaled = _flops_per_step(load_blueprint(TINY, ["train.batch_size=8"]), [], placement, tmp_path / "a")

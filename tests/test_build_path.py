@@ -1,4 +1,4 @@
-"""One path from blueprint to run (``ganforge.training.build``), and the registry threaded along it."""
+"""One path from blueprint to run (``ganforge.engine.build``), and the registry threaded along it."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class _MeanDetector:
 
 def toy_squares(*, resolution: int, channels: int = 3, num_classes: int = 4, size: int = 64, seed: int = 0):
     """Procedural images under a name the global registry does not know."""
-    from ganforge.data.procedural import procedural
+    from ganforge.components.data.procedural import procedural
 
     return procedural(resolution=resolution, channels=channels, num_classes=num_classes, size=size, seed=seed)
 
@@ -59,7 +59,7 @@ def custom():
 @pytest.fixture(scope="module")
 def custom_run(custom, tmp_path_factory):
     """Two steps of tiny on ``toy_squares``, trained through ``train(registry=custom)``."""
-    from ganforge.training.run import train
+    from ganforge.engine.run import train
 
     out = tmp_path_factory.mktemp("runs") / "toy"
     step = train(str(TINY), overrides=[*FAST, "data={type: toy_squares, resolution: 16, num_classes: 4, size: 64}"],
@@ -81,7 +81,7 @@ def test_the_global_registry_lacks_the_toy_components(custom):
 def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run):
     from ganforge.engine.restore import restore
     from ganforge.errors import GanforgeError
-    from ganforge.evaluation import evaluate_checkpoint, evaluate_generator
+    from ganforge.commands.evaluation import evaluate_checkpoint, evaluate_generator
 
     run = restore(custom_run, registry=custom)
     assert run.registry is custom and run.step == 2
@@ -101,7 +101,7 @@ def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run
 
 def test_reference_data_comes_from_the_given_registry(custom, custom_run):
     from ganforge.engine.restore import restore
-    from ganforge.evaluation import _reference_source
+    from ganforge.commands.evaluation import _reference_source
 
     run = restore(custom_run, registry=custom)
     source = _reference_source(run.loaded, reference=None, n=8, registry=custom)
@@ -109,7 +109,7 @@ def test_reference_data_comes_from_the_given_registry(custom, custom_run):
 
 
 def _describe(assembly, plan):  # type: ignore[no-untyped-def]
-    from ganforge.inspection import describe
+    from ganforge.commands.inspection import describe
 
     return json.dumps(describe(assembly, plan), sort_keys=True, default=str)
 
@@ -118,8 +118,8 @@ def test_build_run_gives_the_assembly_of_the_old_sequence():
     from ganforge.assembly import assemble
     from ganforge.blueprint.validation import load_blueprint
     from ganforge.registry import default_registry
-    from ganforge.training.build import build_run
-    from ganforge.training.planning import plan_training
+    from ganforge.engine.build import build_run
+    from ganforge.engine.planning import plan_training
 
     loaded = load_blueprint(TINY, ["train.batch_size=8"])
     registry = default_registry()
@@ -130,7 +130,7 @@ def test_build_run_gives_the_assembly_of_the_old_sequence():
 
 def test_overrides_on_a_loaded_blueprint_equal_loading_with_all_of_them():
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.training.build import load_run_blueprint
+    from ganforge.engine.build import load_run_blueprint
 
     common, extra = ["train.batch_size=8"], ["train.precision=fp32", "generator.attention.0.kernel=explicit"]
     derived = load_run_blueprint(load_blueprint(TINY, common), extra)
@@ -142,7 +142,7 @@ def test_overrides_on_a_loaded_blueprint_equal_loading_with_all_of_them():
 @pytest.fixture
 def build_run_calls(monkeypatch):
     """Every ``build_run`` call (blueprint, overrides), still building the run."""
-    from ganforge.training import build
+    from ganforge.engine import build
 
     calls = []
     real = build.build_run
@@ -156,8 +156,8 @@ def build_run_calls(monkeypatch):
 
 
 def test_inspect_and_train_build_through_build_run(cli, build_run_calls, monkeypatch, tmp_path):
-    from ganforge.training import run as run_module
-    from ganforge.training.build import build_run
+    from ganforge.engine import run as run_module
+    from ganforge.engine.build import build_run
 
     result = cli("inspect", TINY, "--set", "train.batch_size=8", "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -205,7 +205,7 @@ def test_benchmark_reads_the_blueprint_once(cli, build_run_calls, monkeypatch):
 def test_synthetic_trainer_repeats_one_batch_without_patching_the_stream(tmp_path):
     from ganforge.engine.data_stream import DataStream
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8"], placement=place_process("cpu"),
                             out=tmp_path, data="synthetic")

@@ -13,7 +13,7 @@ def test_help_imports_neither_torch_nor_plugins():
     code = ("import sys; from ganforge.cli import cli\n"
             "try:\n    cli(['--help'], prog_name='ganforge')\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'pydantic', 'yaml')\n"
-            "       or m.startswith('ganforge.layers') or m == 'ganforge.registry']\n"
+            "       or m.startswith('ganforge.components.layers') or m == 'ganforge.registry']\n"
             "print('LOADED', bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "LOADED []" in out

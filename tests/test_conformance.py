@@ -19,7 +19,7 @@ import torch
 from ganforge.contracts import CAPABILITIES, INTERFACES, capability, check_contract, check_instance
 from ganforge.plugins import PluginIndex
 from ganforge.registry import NETWORK_KINDS, Component, Registry, default_registry
-from ganforge.training.update_rules import OptimizerChoice, TrainingPlan
+from ganforge.components.optim.update_rules import OptimizerChoice, TrainingPlan
 from support import ROOT
 
 EXAMPLE = ROOT / "plugins" / "ganforge-example"
@@ -207,9 +207,9 @@ def test_a_mistyped_capability_is_refused():
 
 
 def test_one_attention_rule_for_plans_and_figures():
-    from ganforge.attention_maps import find_attention_layers
+    from ganforge.commands.attention_maps import find_attention_layers
     from ganforge.contracts import is_attention
-    from ganforge.layers.attention import SelfAttention
+    from ganforge.components.layers.attention import SelfAttention
 
     layer = SelfAttention(in_channels=16, in_size=8)
     assert is_attention(layer) and not is_attention(torch.nn.Conv2d(1, 1, 1))

@@ -45,7 +45,7 @@ def assert_own_converged_sigma(ema: nn.Module, live: nn.Module) -> None:
 def trained(tmp_path_factory):
     """A tiny run of 3 steps with a G EMA (decay 0.9), trained in-process; its folder holds checkpoints."""
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64",
@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
 
 
 def test_ema_update_copies_batch_norm_statistics_not_singular_vectors(trained):
-    from ganforge.layers.spectral_norm import buffers_outside_spectral_norm, spectral_norm_modules
+    from ganforge.components.layers.spectral_norm import buffers_outside_spectral_norm, spectral_norm_modules
 
     ema_vectors = [buffer.clone() for sn in spectral_norm_modules(trained.ema) for buffer in sn.buffers()]
     trained.train_step()
@@ -71,8 +71,8 @@ def test_ema_update_copies_batch_norm_statistics_not_singular_vectors(trained):
 
 @pytest.mark.parametrize("use", ["samples", "evaluation"])
 def test_ema_generator_samples_and_evaluates_with_its_own_converged_sigma(trained, monkeypatch, use):
-    from ganforge import evaluation
-    from ganforge.layers.spectral_norm import spectral_norm_modules
+    from ganforge.commands import evaluation
+    from ganforge.components.layers.spectral_norm import spectral_norm_modules
 
     for sn in spectral_norm_modules(trained.ema):  # stale vectors, as between samplings
         sn._u.copy_(torch.nn.functional.normalize(torch.randn_like(sn._u), dim=0))
@@ -116,9 +116,9 @@ class TinyGenerator(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from ganforge.blocks.heads import ImageOutput
-        from ganforge.blocks.resblocks import UpResBlock
-        from ganforge.layers.spectral_norm import apply_spectral_norm
+        from ganforge.components.blocks.heads import ImageOutput
+        from ganforge.components.blocks.resblocks import UpResBlock
+        from ganforge.components.layers.spectral_norm import apply_spectral_norm
 
         self.stem = apply_spectral_norm(nn.Linear(4, 12))
         self.block = UpResBlock(in_channels=3, num_classes=3, channels=2, bn_momentum=0.3)
@@ -129,7 +129,7 @@ class TinyGenerator(nn.Module):
 
 
 def test_standing_statistics_are_the_average_over_the_passes():
-    from ganforge.standing_stats import standing_statistics
+    from ganforge.commands.standing_stats import standing_statistics
 
     torch.manual_seed(0)
     network = TinyGenerator()
@@ -168,7 +168,7 @@ def test_standing_statistics_are_the_average_over_the_passes():
 
 
 def test_seeded_standing_statistics_are_reproducible_and_zero_passes_change_nothing():
-    from ganforge.standing_stats import seeded_standing_statistics
+    from ganforge.commands.standing_stats import seeded_standing_statistics
 
     torch.manual_seed(0)
     network = TinyGenerator()

@@ -17,7 +17,7 @@ PLAIN_D = ("discriminator.blocks=[{type: down_resblock, channels: 32, optimized:
 
 def _trainer(tmp_path, *overrides: str):
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     return build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", PLAIN_D, *overrides],
                          placement=place_process("cpu"), out=tmp_path, data="real")

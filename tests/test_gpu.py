@@ -22,14 +22,14 @@ pytestmark = [pytest.mark.cuda,
 
 def _trainer(blueprint: Path, overrides: list[str], out: Path, seed: int = 0):
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     return build_trainer(str(blueprint), overrides=overrides, placement=place_process("cuda"), out=out, data="real",
                          seed=seed)
 
 
 def test_spectral_norm_sigma_stays_fp32_under_bf16_autocast():
-    from ganforge.layers.spectral_norm import SNConv2d, refresh_spectral_norm
+    from ganforge.components.layers.spectral_norm import SNConv2d, refresh_spectral_norm
 
     torch.manual_seed(0)
     layer = SNConv2d(in_channels=256, channels=256).cuda()

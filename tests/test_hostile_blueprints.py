@@ -55,9 +55,9 @@ def guard(seconds: float = LIMIT + 5) -> Iterator[None]:
 def warm_imports() -> None:
     """Import what ``inspect`` imports (torch included) once, outside every timed call."""
     import ganforge.assembly  # noqa: F401
-    import ganforge.inspection  # noqa: F401
+    import ganforge.commands.inspection  # noqa: F401
     import ganforge.registry  # noqa: F401
-    import ganforge.training.planning  # noqa: F401
+    import ganforge.engine.planning  # noqa: F401
 
 
 def refused(cli, *args: str, mentions: tuple[str, ...] = ()) -> str:

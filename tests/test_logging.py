@@ -142,7 +142,7 @@ def test_sample_grid_at_step_0_and_a_resume_keeps_it(run):
 
 # -- γ keys ------------------------------------------------------------------------------------------------
 def test_gamma_keys_name_their_network_alike(trained):
-    from ganforge.plots import gamma_series, read_log
+    from ganforge.commands.plots import gamma_series, read_log
 
     run, _ = trained
     records = read_log(run / "metrics.jsonl")
@@ -153,7 +153,7 @@ def test_gamma_keys_name_their_network_alike(trained):
 
 # -- metrics.png -------------------------------------------------------------------------------------------
 def test_metrics_png_has_no_single_point_panels(tmp_path):
-    from ganforge.plots import plot_metrics
+    from ganforge.commands.plots import plot_metrics
 
     def evaluation(step: int, **values: float) -> dict:
         return {"event": "evaluation", "step": step, "time": 1.0, **values}

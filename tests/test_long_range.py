@@ -131,7 +131,7 @@ def test_metrics_refuse_other_data():
 
 
 def test_evaluate_cli_needs_no_inception(cli, tmp_path, monkeypatch):
-    import ganforge.metrics.inception as inception
+    import ganforge.components.metrics.inception as inception
 
     def refuse(*args, **kwargs):
         raise AssertionError("Inception was loaded")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from ganforge.cli import cli as group
 from ganforge.errors import GanforgeError
-from ganforge.plots import evaluation_series, gamma_series, plot_run, read_log
+from ganforge.commands.plots import evaluation_series, gamma_series, plot_run, read_log
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -120,7 +120,7 @@ def test_help_does_not_import_matplotlib_or_the_plot_modules():
     code = ("import sys; from ganforge.cli import cli\n"
             "try:\n    cli(['--help'], prog_name='ganforge')\nexcept SystemExit:\n    pass\n"
             "print('LOADED', [m for m in sys.modules if m.split('.')[0] == 'matplotlib'\n"
-            "                 or m in ('ganforge.plots', 'ganforge.attention_maps')])")
+            "                 or m in ('ganforge.commands.plots', 'ganforge.commands.attention_maps')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "LOADED []" in out
     assert "plot" in out and "attention" in out

@@ -18,7 +18,7 @@ from support import TINY
 
 def _trainer(tmp_path, accumulation: int):
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     return build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64",
                                                f"train.grad_accumulation={accumulation}"],

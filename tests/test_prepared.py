@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.data import prepare as prepare_module
-from ganforge.data.prepare import list_images, prepare
+from ganforge.components.data import prepare as prepare_module
+from ganforge.components.data.prepare import list_images, prepare
 from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
 from support import BLUEPRINTS, TINY
@@ -227,7 +227,7 @@ def test_cli_prepare(cli, images, tmp_path):
 
 def test_readme_override_turns_sagan_imagenet128_to_prepared(cli, images, tmp_path):
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.training.run import build_dataset
+    from ganforge.engine.run import build_dataset
 
     out = tmp_path / "p128"
     prepare(images, out=out, resolution=128, workers=1, progress=False)
@@ -259,7 +259,7 @@ def test_stop_and_resume_on_prepared_data_is_exact(cli, images, tmp_path):
 
 
 def test_measure_loader_reports_positive_rates(prepared):
-    from ganforge.data.throughput import measure_loader
+    from ganforge.components.data.throughput import measure_loader
 
     result = measure_loader(build(root=str(prepared), resolution=8), batch_size=4, num_workers=0, batches=2,
                             warmup=1, repeats=2)

@@ -66,7 +66,7 @@ def registry_with_example_plugin():
 def check_blueprint(path: Path | str, overrides: list[str] = ()) -> None:
     from ganforge.assembly import assemble
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.training.planning import plan_training
+    from ganforge.engine.planning import plan_training
 
     loaded = load_blueprint(str(path), list(overrides))
     registry = registry_with_example_plugin()
@@ -166,7 +166,7 @@ def test_one_example_per_kind_runs():
 
     from ganforge.contracts import check_contract
     from ganforge.registry import KINDS
-    from ganforge.training.update_rules import OptimizerChoice, TrainingPlan
+    from ganforge.components.optim.update_rules import OptimizerChoice, TrainingPlan
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### One example per kind"):]

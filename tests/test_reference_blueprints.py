@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.assembly import assemble
-from ganforge.blocks.heads import ProjectionOutput
-from ganforge.blocks.resblocks import DownResBlock
+from ganforge.components.blocks.heads import ProjectionOutput
+from ganforge.components.blocks.resblocks import DownResBlock
 from ganforge.blueprint.validation import load_blueprint
 from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
-from ganforge.training.planning import plan_training
+from ganforge.engine.planning import plan_training
 from support import BLUEPRINTS, TINY
 
 SHIPPED = sorted(p.name for p in BLUEPRINTS.glob("*.yaml"))

@@ -15,7 +15,7 @@ FACTORS = {0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 0.75, 6: 0.5, 7: 0.25}
 
 
 def test_factor_by_hand():
-    from ganforge.training.schedules import lr_factor
+    from ganforge.components.optim.schedules import lr_factor
 
     assert [lr_factor(s, total_steps=8, warmup_steps=2, decay_start=4) for s in range(10)] == \
         [0.5, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
@@ -32,7 +32,7 @@ def test_factor_by_hand():
 
 def _trainer(out, extra=(), *, steps=8, resume=False):
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", "train.checkpoint_every=4",
                                                   "train.sample_every=1000", "train.log_every=4", TTUR, SCHEDULE, *extra],
@@ -72,7 +72,7 @@ def test_schedule_before_ttur_uses_ttur_rates_and_one_network():
 
     from ganforge.blueprint.validation import load_blueprint
     from ganforge.registry import default_registry
-    from ganforge.training.planning import plan_training
+    from ganforge.engine.planning import plan_training
 
     loaded = load_blueprint(str(TINY), ["update_rule.0={type: lr_schedule, warmup_steps: 2, networks: discriminator}",
                                         "update_rule.2={type: ttur, g_lr: 2.0e-4, d_lr: 4.0e-4, betas: [0.0, 0.9]}"])

@@ -61,7 +61,7 @@ def test_a_checkpoint_from_another_world_size_reseeds_each_rank():
 
 def test_logged_losses_are_the_mean_over_micro_batches(tmp_path):
     from ganforge.engine.distributed import place_process
-    from ganforge.training.build import build_trainer
+    from ganforge.engine.build import build_trainer
 
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", "train.grad_accumulation=2",
                                                   "train.log_every=1"], placement=place_process("cpu"), out=tmp_path,

@@ -18,7 +18,7 @@ import torch
 
 from ganforge.errors import GanforgeError
 from ganforge.registry import register
-from ganforge.study.variants import check_variants, parse_study_variant, study_variants
+from ganforge.commands.study.variants import check_variants, parse_study_variant, study_variants
 from support import BLUEPRINTS, ROOT, TINY
 
 FAST = ["--steps", "2", "--device", "cpu", "--set", "train.batch_size=8", "--set", "data.size=64",
@@ -145,7 +145,7 @@ def test_tables_hold_mean_and_std_over_seeds(study):
 
 
 def test_rerun_keeps_finished_runs_and_resumes_an_interrupted_one(study, stand_in, tmp_path, monkeypatch):
-    import ganforge.training.run as training_run
+    import ganforge.engine.run as training_run
     from ganforge.engine.trainer import Trainer
 
     out = tmp_path / "copy"
@@ -187,7 +187,7 @@ def test_rerun_keeps_finished_runs_and_resumes_an_interrupted_one(study, stand_i
 
 
 def test_a_diverged_run_is_recorded_and_the_study_goes_on(study, stand_in, tmp_path, monkeypatch):
-    import ganforge.training.run as training_run
+    import ganforge.engine.run as training_run
     from ganforge.engine.trainer import TrainingDiverged
 
     out = tmp_path / "copy"

@@ -1,6 +1,6 @@
 """torch's private spectral-norm internals that ganforge relies on, checked so an upgrade fails here.
 
-``ganforge.layers.torch_spectral_norm`` is the only module that touches ``_SpectralNorm``, its
+``ganforge.components.layers.torch_spectral_norm`` is the only module that touches ``_SpectralNorm``, its
 ``_u``/``_v`` buffers, ``_reshape_weight_to_matrix`` and ``_power_method``. These tests check that
 each still exists with the signature we call it with and still computes what we assume, by hand.
 """
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from ganforge.layers import torch_spectral_norm as adapter
+from ganforge.components.layers import torch_spectral_norm as adapter
 
 PACKAGE = Path(adapter.__file__).resolve().parents[1]
 PRIVATE = re.compile(r"_SpectralNorm\b|\._u\b|\._v\b|_reshape_weight_to_matrix|_power_method")

@@ -147,7 +147,7 @@ def test_sigterm_finishes_the_step_and_checkpoints(tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):
-    from ganforge.losses.adversarial import Hinge
+    from ganforge.components.losses.adversarial import Hinge
 
     original = Hinge.discriminator_loss
     calls = {"n": 0}

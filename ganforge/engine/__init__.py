@@ -1,1 +1,2 @@
-"""The generic training engine: knows losses, update rules and checkpoints, never architectures."""
+"""The generic training engine and its orchestration (build → plan → run → trainer): knows losses, update rules
+and checkpoints, never architectures."""

@@ -59,7 +59,7 @@ def measure_attention(*, sizes: list[int], channels: int, batch: int, pooled: bo
                       repeats: int = 5, warmup: int = 2, seed: int = 0) -> AttentionReport:
     """Time and compare both kernels at every size; a kernel that runs out of memory is reported, not fatal."""
     from ..errors import GanforgeError
-    from ..layers.attention import SelfAttention
+    from ..components.layers.attention import SelfAttention
     from .distributed import place_process
 
     if channels % 8:
@@ -101,7 +101,7 @@ def measure_attention(*, sizes: list[int], channels: int, batch: int, pooled: bo
 
 def _measure_one(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor, *, size: int, kernel: str,
                  repeats: int, warmup: int) -> tuple[AttentionRow, tuple[torch.Tensor, torch.Tensor] | None]:
-    from ..layers.spectral_norm import frozen_spectral_norm
+    from ..components.layers.spectral_norm import frozen_spectral_norm
 
     cuda = x.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)

@@ -114,7 +114,7 @@ def baseline_variant(blueprint: str | Path | LoadedBlueprint, overrides: list[st
                      registry: Registry | None = None) -> Variant:
     """The reference way of running this blueprint's graph, with every attention layer explicit."""
     from ..registry import default_registry
-    from ..training.build import load_run_blueprint
+    from .build import load_run_blueprint
 
     bp = load_run_blueprint(blueprint, overrides).blueprint
     registry = default_registry() if registry is None else registry
@@ -135,7 +135,7 @@ def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str]
     The blueprint file is read once; every variant (and with ``baseline``, a ``baseline_variant``
     row added last) is derived from it.
     """
-    from ..training.build import load_run_blueprint
+    from .build import load_run_blueprint
     from .distributed import place_process
 
     loaded = load_run_blueprint(blueprint, overrides)
@@ -211,7 +211,7 @@ class _Clock:
 
 def _variant_trainer(loaded: LoadedBlueprint, extra: list[str], placement: Any, out: Path, *, data: str,
                      registry: Registry | None) -> Any:
-    from ..training.build import build_trainer
+    from .build import build_trainer
 
     return build_trainer(loaded, overrides=extra, placement=placement, out=out, data=data,  # type: ignore[arg-type]
                          registry=registry)
@@ -227,7 +227,7 @@ def _flops_per_step(loaded: LoadedBlueprint, extra: list[str], placement: Any, o
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..training.build import build_trainer, load_run_blueprint
+    from .build import build_trainer, load_run_blueprint
 
     bp = load_run_blueprint(loaded, extra).blueprint
     small = bp.train.grad_accumulation * placement.world_size * 2

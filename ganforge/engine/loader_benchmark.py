@@ -26,9 +26,9 @@ def measure_loader_of(blueprint: str, *, overrides: list[str], repeats: int, war
                       workers: list[int] | None = None) -> LoaderReport:
     """images/s of the blueprint's dataset at its batch size, for 0 workers and for ``train.num_workers``."""
     from ..blueprint.validation import load_blueprint
-    from ..data.throughput import measure_loader
+    from ..components.data.throughput import measure_loader
     from ..registry import default_registry
-    from ..training.run import build_dataset
+    from .run import build_dataset
 
     loaded = load_blueprint(blueprint, overrides)
     bp = loaded.blueprint

@@ -12,7 +12,7 @@ import torch
 from ..assembly import Assembly, Network, assemble
 from ..blueprint.validation import LoadedBlueprint, validate_document
 from ..errors import GanforgeError
-from ..layers.spectral_norm import refresh_spectral_norm
+from ..components.layers.spectral_norm import refresh_spectral_norm
 from ..registry import Registry, default_registry
 from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
 
@@ -87,12 +87,12 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
 
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
-    A ``.safetensors`` file is an export (``ganforge.export``): its one generator, as written.
+    A ``.safetensors`` file is an export (``ganforge.commands.export``): its one generator, as written.
     ``registry`` (default: the global one) resolves the stored blueprint's components; it is kept on
     the result, so evaluating the run uses it too.
     """
     if Path(target).suffix == ".safetensors":
-        from ..export import restore_export
+        from ..commands.export import restore_export
 
         return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn)
     checkpoint, record = find_record(target, warn=warn)

@@ -23,9 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from ..assembly import Assembly
 from ..errors import GanforgeError
 from ..contracts import capability
-from ..layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
+from ..components.layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
 from ..registry import Registry
-from ..training.update_rules import TrainingPlan
+from ..components.optim.update_rules import TrainingPlan
 from .checkpoints import CheckpointRecord, list_checkpoints, write_best, write_checkpoint
 from .data_stream import DataStream
 from .distributed import Placement, any_rank
@@ -391,7 +391,7 @@ class Trainer:
     def _evaluate(self, log: RunLog | None) -> None:
         """Rank 0 evaluates (EMA generator when there is one) and keeps the best-FID checkpoint."""
         if self.placement.is_main:
-            from ..evaluation import evaluate_generator
+            from ..commands.evaluation import evaluate_generator
 
             network = self._sampling_generator()
             result = evaluate_generator(network, loaded=self.loaded, metrics=list(self.train.eval_metrics),
@@ -447,7 +447,7 @@ class Trainer:
         z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         if self.num_classes <= 0:
             return z, None
-        from ..generation import column_classes
+        from ..commands.generation import column_classes
         from .samples import grid_columns
 
         # one class per grid column (the grid save_grid lays out), whatever the class count

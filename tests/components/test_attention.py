@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganforge.layers.attention import SelfAttention
-from ganforge.layers.spectral_norm import spectral_norm_modules
+from ganforge.components.layers.attention import SelfAttention
+from ganforge.components.layers.spectral_norm import spectral_norm_modules
 
 
 def _w(conv):

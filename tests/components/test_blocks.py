@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.blocks.dcgan import DCGANDown, DCGANImageOutput, DCGANLogit, DCGANStem, DCGANUp
-from ganforge.blocks.heads import ImageOutput, ProjectionOutput
-from ganforge.blocks.resblocks import DownResBlock, UpResBlock
-from ganforge.blocks.stems import LinearStem
+from ganforge.components.blocks.dcgan import DCGANDown, DCGANImageOutput, DCGANLogit, DCGANStem, DCGANUp
+from ganforge.components.blocks.heads import ImageOutput, ProjectionOutput
+from ganforge.components.blocks.resblocks import DownResBlock, UpResBlock
+from ganforge.components.blocks.stems import LinearStem
 from ganforge.registry import default_registry
 
-OWN_MODULES = ("ganforge.layers.", "ganforge.blocks.")
+OWN_MODULES = ("ganforge.components.layers.", "ganforge.components.blocks.")
 
 
 def _up2(x):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.blocks.dcgan import DCGANUp
-from ganforge.blocks.heads import ProjectionOutput
-from ganforge.blocks.resblocks import UpResBlock
-from ganforge.layers.attention import SelfAttention
-from ganforge.layers.init_schemes import KEEP_INIT_ATTR, default, normal, orthogonal, xavier
-from ganforge.layers.spectral_norm import SNConv2d, SNLinear, spectral_norm_modules
+from ganforge.components.blocks.dcgan import DCGANUp
+from ganforge.components.blocks.heads import ProjectionOutput
+from ganforge.components.blocks.resblocks import UpResBlock
+from ganforge.components.layers.attention import SelfAttention
+from ganforge.components.layers.init_schemes import KEEP_INIT_ATTR, default, normal, orthogonal, xavier
+from ganforge.components.layers.spectral_norm import SNConv2d, SNLinear, spectral_norm_modules
 from ganforge.registry import default_registry
 
 

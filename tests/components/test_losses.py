@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ganforge.losses.adversarial import Hinge, LeastSquares, NonSaturating, Wasserstein
-from ganforge.losses.regularizers import R1, GradientPenalty
+from ganforge.components.losses.adversarial import Hinge, LeastSquares, NonSaturating, Wasserstein
+from ganforge.components.losses.regularizers import R1, GradientPenalty
 from ganforge.registry import default_registry
 
 REAL = [2.0, 0.5, -1.0]

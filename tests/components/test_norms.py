@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ganforge.layers.norms import BatchNorm, ConditionalBatchNorm2d, make_batch_norm
+from ganforge.components.layers.norms import BatchNorm, ConditionalBatchNorm2d, make_batch_norm
 
 
 def _normalised(x, eps=1e-5):

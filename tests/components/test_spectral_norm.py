@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.layers.attention import SelfAttention
-from ganforge.layers.spectral_norm import (
+from ganforge.components.layers.attention import SelfAttention
+from ganforge.components.layers.spectral_norm import (
     SNConv2d,
     SNEmbedding,
     SNLinear,

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from ganforge.layers.init_schemes import orthogonal
-from ganforge.layers.timm_backbone import TimmBackbone
+from ganforge.components.layers.init_schemes import orthogonal
+from ganforge.components.layers.timm_backbone import TimmBackbone
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def no_downloads(monkeypatch):
 def test_importing_the_module_does_not_import_timm():
     code = (
         "import sys\n"
-        "import ganforge.layers.timm_backbone, ganforge.layers.init_schemes, ganforge.blocks.resblocks\n"
+        "import ganforge.components.layers.timm_backbone, ganforge.components.layers.init_schemes, ganforge.components.blocks.resblocks\n"
         "assert 'timm' not in sys.modules, 'timm imported at module import'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ganforge.errors import GanforgeError
-from ganforge.metrics.features import extract_features
+from ganforge.components.metrics.features import extract_features
 
 
 class MeanExtractor:

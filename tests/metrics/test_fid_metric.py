@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganforge.metrics.fid import FID, feature_stats, frechet_distance, sqrtm_psd
+from ganforge.components.metrics.fid import FID, feature_stats, frechet_distance, sqrtm_psd
 
 
 def random_spd(rng: np.random.Generator, n: int, rank: int | None = None) -> np.ndarray:

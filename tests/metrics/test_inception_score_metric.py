@@ -8,7 +8,7 @@ import scipy.special
 import torch
 
 from ganforge.errors import GanforgeError
-from ganforge.metrics.inception_score import InceptionScore
+from ganforge.components.metrics.inception_score import InceptionScore
 
 
 def test_uniform_logits_give_one():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.metrics.kid import KID, mmd2_unbiased
+from ganforge.components.metrics.kid import KID, mmd2_unbiased
 
 
 def numpy_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:

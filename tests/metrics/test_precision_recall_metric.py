@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.metrics.precision_recall import PrecisionRecall, knn_radii
+from ganforge.components.metrics.precision_recall import PrecisionRecall, knn_radii
 
 
 def test_identical_sets_have_precision_and_recall_one():

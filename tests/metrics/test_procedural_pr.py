@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganforge.blueprint.schema import DataSpec
-from ganforge.data.procedural import ANGLE_JITTER, ProceduralDetector, class_grating, grid
+from ganforge.components.data.procedural import ANGLE_JITTER, ProceduralDetector, class_grating, grid
 from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
 
@@ -88,7 +88,7 @@ def test_refuses_other_data_and_tiny_references():
 
 
 def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, monkeypatch):
-    import ganforge.metrics.inception as inception
+    import ganforge.components.metrics.inception as inception
     from support import TINY
 
     monkeypatch.setattr(inception, "load_inception", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
@@ -104,7 +104,7 @@ def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, monkeyp
 
 
 def test_phase_diversity_by_hand_and_on_real_data():
-    from ganforge.metrics.procedural_pr import phase_diversity
+    from ganforge.components.metrics.procedural_pr import phase_diversity
 
     # two classes: class 0 at phases 0 and π/2 → resultant |(1 + i)/2| = √2/2; class 1 twice at one phase → 0 spread
     rows = [[1, 0, 0, 0, 0.0, 1.0, 0, 0], [1, 0, 0, 0, 1.0, 0.0, 0, 0],

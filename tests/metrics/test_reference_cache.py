@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganforge.errors import GanforgeError
-from ganforge.metrics.reference import default_cache_dir, load_reference_file, reference_features
+from ganforge.components.metrics.reference import default_cache_dir, load_reference_file, reference_features
 
 
 class CountingDataset:

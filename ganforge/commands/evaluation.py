@@ -1,0 +1,351 @@
+"""Evaluating a generator the standard way, and saying exactly how it was done.
+
+GAN numbers differ between libraries because of the batch-norm mode, the reference set, the
+Inception port and the resize. Every result carries a description of each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from ..assembly import Network
+from ..blueprint.validation import LoadedBlueprint
+from ..contracts import capability
+from ..errors import GanforgeError
+from .generation import generate
+from ..registry import Registry, default_registry
+
+if TYPE_CHECKING:
+    from ..engine.restore import RestoredRun
+
+from ..components.data.prepare import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
+
+
+@dataclass
+class Evaluation:
+    values: dict[str, float]
+    protocol: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Value name → why it looks the way it does (e.g. kid_std 0 from one subset), shown after it."""
+
+    def lines(self) -> list[str]:
+        out = [f"{name}: {value:.4f}" + (f" ({self.notes[name]})" if name in self.notes else "")
+               for name, value in self.values.items()]
+        out += [f"  {key}: {value}" for key, value in self.protocol.items()]
+        return out
+
+
+def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: list[str], n: int,
+                       reference: str | None = None, inception: str | None = None,
+                       device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
+                       progress: bool = True, generator_label: str = "generator",
+                       batch_norm: str = "running statistics", registry: Registry | None = None) -> Evaluation:
+    """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
+
+    ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
+    (default: the global one) finds the metrics and the training data used as the reference.
+    """
+    from ..components.metrics.features import extract_features
+    from ..components.metrics.inception import load_inception
+
+    registry = default_registry() if registry is None else registry
+    components = [registry.get("metric", name) for name in metrics]
+    built = [component.build({}) for component in components]
+    bp = loaded.blueprint
+    # A metric declaring needs_inception_features = False scores images with its own detector, bound
+    # to the run's data settings (bind raises before any image is generated); Inception loads only
+    # when some requested metric needs its features.
+    own = {id(metric): metric.bind(data=bp.data) for metric in built
+           if not capability(metric, "needs_inception_features", kind="metric")}
+    extractor = load_inception(inception, device=device) if len(own) < len(built) else None
+
+    def generated_features(extract: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        was_training = network.training
+        network.eval()
+        try:
+            batches = generate(network, n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                               batch_size=batch_size, seed=seed, device=device)
+            return extract_features(batches, extract, total=n, progress=progress, label=label)
+        finally:
+            network.train(was_training)
+
+    source = None
+    if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):
+        source = _reference_source(loaded, reference=reference, n=n,  # a bad reference fails before generating
+                                   registry=registry)
+        needs_features = [m.name for m in built if id(m) not in own and _needs_full_features(m)]
+        if not isinstance(source, _Source) and isinstance(source[0], tuple) and needs_features:
+            raise GanforgeError(_STATS_ONLY.format(name=needs_features[0]))
+    fake, fake_logits = generated_features(extractor, "generated") if extractor is not None else (None, None)
+    real, real_stats, reference_text = None, None, "none needed"
+    if source is not None:
+        real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
+                                                               batch_size=batch_size, progress=progress)
+    values: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
+    for metric in built:
+        if id(metric) in own:
+            bound = own[id(metric)]
+            key = bound.detector.description
+            if key not in detected:
+                detected[key], _ = generated_features(bound.detector, f"{metric.name} detector")
+            values.update(bound.compute(real=None, fake=detected[key]))
+            continue
+        if _needs_full_features(metric) and real is None:
+            raise GanforgeError(_STATS_ONLY.format(name=metric.name))
+        logits = fake_logits if capability(metric, "needs_logits", kind="metric") else None
+        values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats))
+        notes.update(getattr(metric, "notes", None) or {})
+    features = ([extractor.description] if extractor is not None else []) + list(detected)
+    protocol = {
+        "generated": f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
+                     f"seed {seed}, uniform classes" if bp.data.num_classes else
+                     f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
+                     f"seed {seed}",
+        "reference": reference_text,
+        "features": "; ".join(features),
+    }
+    return Evaluation(values=values, protocol=protocol, notes=notes)
+
+
+def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, reference: str | None = None,
+                        inception: str | None = None, device: str = "auto", batch_size: int = 50, seed: int = 0,
+                        prefer_ema: bool = True, standing_stats: int = 0, progress: bool = True,
+                        warn: Callable[[str], None] | None = None,
+                        registry: Registry | None = None) -> tuple["RestoredRun", Evaluation]:
+    """``ganforge evaluate``: restore a run or checkpoint, evaluate it, and record it in its ``metrics.jsonl``.
+
+    Metric names, Inception weights and ``reference`` are checked first (a bad one fails in seconds,
+    not after generating); ``warn`` gets the small-sample warning (default: stderr). With
+    ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes. The
+    result is appended to the run's ``metrics.jsonl`` only when the run already has one.
+    """
+    from ..engine.distributed import choose_device
+    from ..engine.restore import restore, warn_on_stderr
+    from .standing_stats import seeded_standing_statistics
+
+    if not metrics:
+        raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
+    warn = warn_on_stderr if warn is None else warn
+    dev = choose_device(device)
+    check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry)
+    run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
+    warning = small_sample_warning(metrics, n)
+    if warning:
+        warn(warning)
+    bp = run.loaded.blueprint
+    statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
+                                            latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                            device=dev)
+    result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics, n=n, reference=reference,
+                                inception=inception, device=dev, batch_size=batch_size, seed=seed,
+                                progress=progress,
+                                generator_label="EMA generator" if run.uses_ema else "raw generator",
+                                batch_norm=statistics,
+                                registry=run.registry if run.registry is not None else registry)
+    record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
+    return run, result
+
+
+def record_evaluation(run_dir: str | Path, result: Evaluation, *, step: int, checkpoint: str | Path,
+                      create: bool = False) -> Path | None:
+    """Append ``result`` as an ``evaluation`` event to ``run_dir/metrics.jsonl`` (so ``ganforge plot`` shows it).
+
+    Only to a log that exists, unless ``create``; returns the log written to, or None.
+    """
+    log = Path(run_dir) / "metrics.jsonl"
+    if not create and not log.exists():
+        return None
+    record = {"event": "evaluation", "step": step, "checkpoint": str(checkpoint), **result.values,
+              "protocol": result.protocol}
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return log
+
+
+SMALL_SAMPLE = 10_000
+"""Below this many images FID reads high and KID is noisy: numbers compare only at the same n."""
+
+
+def small_sample_warning(metrics: list[str], n: int) -> str | None:
+    """A one-line warning when FID or KID is asked for on fewer than ~10,000 images, else None."""
+    named = [name for name in ("fid", "kid") if name in metrics]
+    if n >= SMALL_SAMPLE or not named:
+        return None
+    which = " and ".join(name.upper() for name in named)
+    return (f"warning: {which} {'are' if len(named) > 1 else 'is'} biased below about 10,000 images "
+            f"(--n {n}); compare only numbers computed with the same --n")
+
+
+def _needs_real(metric: Any) -> bool:
+    return bool(capability(metric, "needs_real", kind="metric"))
+
+
+def _needs_full_features(metric: Any) -> bool:
+    """Whether ``metric`` needs per-image reference features, not only their mean and covariance."""
+    return _needs_real(metric) and bool(capability(metric, "needs_full_features", kind="metric"))
+
+
+_STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it needs reference features "
+               "(an .npz with `features`, or a folder of images)")
+
+
+def check_evaluation(metrics: list[str], *, reference: str | None, inception: str | None,
+                     device: torch.device | str = "cpu", registry: Registry | None = None) -> None:
+    """What ``evaluate`` checks before it loads a checkpoint or generates an image; raises ``GanforgeError``.
+
+    The metric names; the Inception weights, when a metric needs them (loaded now: ``load_inception``
+    keeps them for the evaluation); ``--reference`` when one is given and needed: a readable statistics
+    or features file (features when a metric other than FID needs the reference), or a folder with at
+    least one readable image.
+    """
+    registry = default_registry() if registry is None else registry
+    built = [registry.get("metric", name).build({}) for name in metrics]
+    inception_metrics = [metric for metric in built if capability(metric, "needs_inception_features", kind="metric")]
+    if not inception_metrics:
+        return
+    from ..components.metrics.inception import load_inception
+
+    load_inception(inception, device=device)
+    if reference is None or not any(_needs_real(metric) for metric in inception_metrics):
+        return
+    found = check_reference(reference)
+    if isinstance(found, tuple):
+        for metric in inception_metrics:
+            if _needs_full_features(metric):
+                raise GanforgeError(_STATS_ONLY.format(name=metric.name))
+
+
+def check_reference(reference: str) -> Any:
+    """The loaded ``--reference`` file (see ``load_reference_file``), or the image paths of a folder.
+
+    A folder must hold at least one image that decodes (the first readable one is found by trying them
+    in order); a missing path, an unlistable folder or an unreadable file raises ``GanforgeError``.
+    """
+    from ..components.data.imagefolder import UNREADABLE, open_image
+
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return _load_reference_file(path)
+    if not path.is_dir():
+        raise GanforgeError(f"--reference {reference}: no such folder or statistics file")
+    paths = reference_images(path)
+    for candidate in paths:
+        try:
+            open_image(candidate, mode="RGB")
+            return paths
+        except UNREADABLE:
+            continue
+    raise GanforgeError(f"--reference {reference}: none of its {len(paths)} image files can be read "
+                        "(empty, corrupt, or over the pixel limit)")
+
+
+def reference_images(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (any layout; hidden entries skipped, each real folder once)."""
+    from ..components.data.prepare import image_files
+
+    paths = image_files(folder)
+    if not paths:
+        raise GanforgeError(f"--reference {folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+_loaded_files: dict[tuple[str, int, int], Any] = {}
+
+
+def _load_reference_file(path: Path) -> Any:
+    """``load_reference_file``, kept for the last file so the up-front check does not read it twice."""
+    from ..components.metrics.reference import load_reference_file
+
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise GanforgeError(f"cannot read reference file {path}: {err.strerror or err}") from None
+    key = (str(path.resolve()), info.st_mtime_ns, info.st_size)
+    if key not in _loaded_files:
+        loaded = load_reference_file(path)
+        _loaded_files.clear()
+        _loaded_files[key] = loaded
+    return _loaded_files[key]
+
+
+def reference_features_for(loaded: LoadedBlueprint, *, reference: str | None, n: int, extractor: Any,
+                           batch_size: int, progress: bool,
+                           registry: Registry | None = None) -> tuple[torch.Tensor | None, Any, str]:
+    """Features (or mean/cov) of the reference set: a stats file, a folder of images, or the training data."""
+    return _reference_features(_reference_source(loaded, reference=reference, n=n, registry=registry), n=n,
+                               extractor=extractor, batch_size=batch_size, progress=progress)
+
+
+@dataclass
+class _Source:
+    dataset: Any
+    key: dict[str, Any]
+    cache: Path
+    description: str
+
+
+def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
+                      registry: Registry | None = None) -> Any:
+    """A ready reference: the loaded file (tensor or (mu, sigma)) or a ``_Source`` dataset; nothing extracted."""
+    from ..components.data.imagefolder import ImageFiles
+    from ..components.metrics.reference import default_cache_dir
+
+    bp = loaded.blueprint
+    if reference is not None and Path(reference).expanduser().is_file():
+        return _load_reference_file(Path(reference).expanduser()), reference
+    if reference is not None:
+        folder = Path(reference).expanduser()
+        paths = check_reference(reference)
+        dataset = ImageFiles(paths, resolution=bp.data.resolution, channels=bp.data.channels)
+        key = {"reference": str(folder.resolve()), "resolution": bp.data.resolution, "n": n}
+        cache = default_cache_dir(str(folder))
+        description = f"folder {folder} ({min(n, len(dataset))} of {len(dataset)} images, resized and centre-cropped " \
+                      f"to {bp.data.resolution}, no flip)"
+        return _Source(dataset, key, cache, description)
+    registry = default_registry() if registry is None else registry
+    settings = bp.data.component_settings()
+    component = registry.get("dataset", bp.data.type)
+    if "flip" in component.schema.model_fields:
+        settings["flip"] = False  # reference statistics are of the data, not of its augmentation
+    try:
+        dataset = component.build(settings)
+    except GanforgeError as err:
+        raise GanforgeError(f"the run's training data is the default reference and cannot be read: {err}; "
+                            "pass --reference DIR or a statistics file") from None
+    key = {"dataset": bp.data.type, "settings": _plain(settings), "n": n}
+    cache = default_cache_dir(settings.get("root"))
+    description = (f"training data ({bp.data.type}, {min(n, len(dataset))} of {len(dataset)} images, "
+                   f"resolution {bp.data.resolution}, no flip)")
+    return _Source(dataset, key, cache, description)
+
+
+def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
+                        progress: bool) -> tuple[torch.Tensor | None, Any, str]:
+    from ..components.metrics.reference import reference_features
+
+    if not isinstance(source, _Source):
+        loaded_ref, reference = source
+        if isinstance(loaded_ref, tuple):
+            return None, loaded_ref, f"statistics file {reference} (mean and covariance only)"
+        return loaded_ref, None, f"features file {reference} ({loaded_ref.shape[0]} images)"
+    report: dict[str, Any] = {}
+    features = reference_features(source.dataset, n=n, extractor=extractor, cache_dir=source.cache, key=source.key,
+                                  batch_size=batch_size, progress=progress, report=report)
+    skipped = report.get("skipped", 0)
+    note = f", {skipped} unreadable files skipped" if skipped else ""
+    return features, None, f"{source.description}{note}; cached in {source.cache}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

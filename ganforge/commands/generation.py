@@ -1,0 +1,124 @@
+"""Drawing images from a trained generator: latents, classes, truncation, batching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..assembly import Network
+
+if TYPE_CHECKING:
+    from ..engine.restore import RestoredRun
+    from ..registry import Registry
+
+
+def latents(n: int, latent_dim: int, *, generator: torch.Generator, truncation: float | None = None,
+            device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal z; with ``truncation`` T, each entry is redrawn until |z| ≤ T (BigGAN's trick)."""
+    z = torch.empty(n, latent_dim)
+    if truncation is None:
+        z.normal_(generator=generator)
+    else:
+        torch.nn.init.trunc_normal_(z, mean=0.0, std=1.0, a=-truncation, b=truncation, generator=generator)
+    return z.to(device)
+
+
+def class_labels(n: int, num_classes: int, *, class_index: int | None, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """``class_index`` for every image, uniform random classes, or None for an unconditional model."""
+    if num_classes == 0:
+        return None
+    if class_index is not None:
+        return torch.full((n,), class_index, dtype=torch.long, device=device)
+    return torch.randint(0, num_classes, (n,), generator=generator).to(device)
+
+
+def column_classes(n: int, num_classes: int, columns: int, *, start: int = 0,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels of images ``start``..``start+n-1`` of a grid ``columns`` wide: column c shows class c mod num_classes."""
+    return ((torch.arange(start, start + n) % columns) % num_classes).to(device)
+
+
+def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64, seed: int = 0,
+                   class_index: int | None = None, truncation: float | None = None,
+                   device: torch.device | str = "cpu",
+                   columns: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(z, labels) batches of ``n`` inputs in all; the same seed gives the same inputs.
+
+    ``columns`` lays the classes out for a grid that wide (one class per column, see
+    ``column_classes``) instead of drawing them at random; the latents stay the same.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < n:
+        size = min(batch_size, n - done)
+        z = latents(size, latent_dim, generator=rng, truncation=truncation, device=device)
+        labels = class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
+        if labels is not None and class_index is None and columns is not None:
+            labels = column_classes(size, num_classes, columns, start=done, device=device)
+        yield z, labels
+        done += size
+
+
+@torch.no_grad()
+def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
+             seed: int = 0, class_index: int | None = None, truncation: float | None = None,
+             device: torch.device | str = "cpu", columns: int | None = None) -> Iterator[torch.Tensor]:
+    """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images.
+
+    Classes are uniform random (``class_index`` fixes one); ``columns`` gives one class per column
+    of a grid that wide instead (``sample``'s grid).
+    """
+    for z, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
+                                    seed=seed, class_index=class_index, truncation=truncation, device=device,
+                                    columns=columns):
+        yield network(z, labels).float()
+
+
+@dataclass
+class SampleGrid:
+    """What ``sample_grid`` wrote: the grid PNG, any single-image PNGs, and how they were drawn."""
+
+    run: RestoredRun
+    grid: Path
+    count: int
+    statistics: str  # which batch-norm statistics the generator used
+    individual: list[Path] = field(default_factory=list)
+
+
+def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None = None,
+                truncation: float | None = None, seed: int = 0, out: str | Path | None = None,
+                individual: str | Path | None = None, prefer_ema: bool = True, standing_stats: int = 0,
+                device: str = "auto", registry: Registry | None = None) -> SampleGrid:
+    """``ganforge sample``: a PNG grid of ``count`` images from a run or checkpoint alone (no training data).
+
+    With classes (and no ``class_index``) each grid column is one class; rows are always full.
+    ``out`` defaults to ``RUN/samples/sample.png``; ``individual`` also writes each image as its own PNG.
+    """
+    from ..engine.distributed import choose_device
+    from ..engine.restore import restore
+    from ..engine.samples import grid_columns, save_grid, save_images
+    from ..errors import GanforgeError
+    from .standing_stats import seeded_standing_statistics
+
+    dev = choose_device(device)
+    run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
+    bp = run.loaded.blueprint
+    if class_index is not None and class_index >= max(bp.data.num_classes, 0):
+        raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
+                            + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
+    statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
+                                            latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                            truncation=truncation, device=dev)
+    # full rows only; with classes (and no --class) each column is one class
+    columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
+    images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
+                                     num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
+                                     truncation=truncation, device=dev, columns=columns))).cpu()
+    grid = Path(out) if out else run.run_dir / "samples" / "sample.png"
+    save_grid(images, grid, columns=columns)
+    written = save_images(images, Path(individual)) if individual else []
+    return SampleGrid(run=run, grid=grid, count=count, statistics=statistics, individual=written)

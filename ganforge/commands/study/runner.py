@@ -1,0 +1,190 @@
+"""Each variant × seed trained as an ordinary run folder, one after another, then evaluated.
+
+A run folder is ``OUT/<variant>/seed-<k>/``, the same layout ``ganforge train`` writes, so
+``sample``, ``evaluate`` and ``plot`` work on it. ``study-run.json`` records what made the run
+(written before training, so a rerun with other overrides is refused instead of mixed in);
+``done.json`` is written last, after training and evaluation, and holds the results. Rerunning
+the same command skips finished runs, evaluates only metrics a finished run lacks, and resumes
+an interrupted run from its newest checkpoint. A run that diverges gets a ``done.json`` saying so
+and the study goes on: in an ablation, "this variant diverged" is a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import GanforgeError
+from .variants import StudyVariant
+
+RUN_FILE = "study-run.json"
+DONE_FILE = "done.json"
+EVAL_SEED = 0  # every run is evaluated on the same latents and classes
+
+
+@dataclass
+class RunResult:
+    """One finished run: where it is and what its metrics gave."""
+
+    variant: StudyVariant
+    seed: int
+    folder: Path
+    step: int
+    values: dict[str, float]
+    failed: str | None = None
+
+
+@dataclass
+class StudyOutcome:
+    """The finished runs in table order; ``stopped`` names the run a Ctrl-C interrupted, if any."""
+
+    results: list[RunResult] = field(default_factory=list)
+    stopped: Path | None = None
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How every run is evaluated; ``None`` fields fall back to the run's ``train.eval_*`` settings."""
+
+    metrics: list[str]
+    images: int | None = None
+    reference: str | None = None
+    inception: str | None = None
+    batch_size: int = 50
+
+
+def run_folder(out: Path, variant: StudyVariant, seed: int) -> Path:
+    return out / variant.slug / f"seed-{seed}"
+
+
+def run_study(blueprint: str, *, overrides: list[str], variants: list[StudyVariant], assemblies: list[Any],
+              seeds: list[int], steps: int | None, evaluation: EvalSettings, device: str, out: Path,
+              report: Callable[[str], None]) -> StudyOutcome:
+    """Train and evaluate every variant × seed not finished yet; ``assemblies`` from ``check_variants``."""
+    outcome = StudyOutcome()
+    total = len(variants) * len(seeds)
+    for v_index, (variant, assembly) in enumerate(zip(variants, assemblies)):
+        target = steps or assembly.loaded.blueprint.train.steps
+        for s_index, seed in enumerate(seeds):
+            folder = run_folder(out, variant, seed)
+            claim_folder(folder, {"blueprint": str(blueprint), "overrides": [*overrides, *variant.overrides],
+                                  "variant": variant.name, "seed": seed})
+            number = v_index * len(seeds) + s_index + 1
+            say = lambda message, f=folder: report(f"[{number}/{total}] {f}: {message}")  # noqa: E731
+            done = read_done(folder)
+            if done is not None and (done.get("failed") or done["step"] >= target):
+                missing = [] if done.get("failed") else [m for m in evaluation.metrics if m not in done["metrics"]]
+                if not missing:
+                    say(f"failed earlier ({done['failed']}), kept" if done.get("failed")
+                        else f"finished at step {done['step']}, kept")
+                else:
+                    say(f"finished, evaluating {', '.join(missing)}")
+                    done = evaluate_run(folder, metrics=missing, evaluation=evaluation, device=device, previous=done)
+            else:
+                say(f"training {variant.name!r}, seed {seed}, to step {target}")
+                done = train_and_evaluate(blueprint, overrides=[*overrides, *variant.overrides], folder=folder,
+                                          steps=target, seed=seed, device=device, evaluation=evaluation, say=say)
+                if done is None:
+                    outcome.stopped = folder
+                    return outcome
+            outcome.results.append(_result(variant, seed, folder, done))
+    return outcome
+
+
+def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, steps: int, seed: int, device: str,
+                       evaluation: EvalSettings, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """Train (resuming from the newest checkpoint when there is one), then evaluate; None when stopped (Ctrl-C).
+
+    A run that diverges is a result, not the end of the study: ``done.json`` records why it failed.
+    """
+    from ...engine.checkpoints import list_checkpoints, step_of
+    from ...engine.trainer import TrainingDiverged
+    from ...engine.run import train
+
+    try:
+        step = train(blueprint, overrides=overrides, out=str(folder), steps=steps, resume=True, device=device,
+                     seed=seed)
+    except TrainingDiverged as err:
+        say(f"failed: {err}")
+        kept = list_checkpoints(folder / "checkpoints")
+        done = {"step": step_of(kept[-1]) if kept else 0, "metrics": [], "values": {}, "protocol": {},
+                "failed": " ".join(str(err).split())}
+        write_json(folder / DONE_FILE, done)
+        return done
+    if step < steps:
+        return None
+    return evaluate_run(folder, metrics=evaluation.metrics, evaluation=evaluation, device=device, previous=None)
+
+
+def claim_folder(folder: Path, settings: dict[str, Any]) -> None:
+    """Record what makes this run, or refuse a folder a different study made."""
+    path = folder / RUN_FILE
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise GanforgeError(f"{path}: unreadable ({err}); move the folder away to start that run over") from None
+        for key in ("blueprint", "overrides"):
+            if previous.get(key) != settings[key]:
+                raise GanforgeError(f"{folder} was made with {key} {previous.get(key)!r}, this study asks for "
+                                    f"{settings[key]!r}: choose another --out (or rename the variant)")
+        return
+    if (folder / "checkpoints").is_dir():
+        raise GanforgeError(f"{folder} holds checkpoints that no study made: choose another --out")
+    write_json(path, settings)
+
+
+def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, device: str,
+                 previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Evaluate the run's newest checkpoint as ``ganforge evaluate`` does, then write ``done.json``."""
+    from ...engine.distributed import choose_device
+    from ...engine.restore import restore
+    from ..evaluation import evaluate_generator, record_evaluation
+
+    dev = choose_device(device)
+    run = restore(folder, device=dev)
+    train_spec = run.loaded.blueprint.train
+    result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics,
+                                n=evaluation.images or train_spec.eval_images, reference=evaluation.reference,
+                                inception=evaluation.inception or train_spec.eval_inception, device=dev,
+                                batch_size=evaluation.batch_size, seed=EVAL_SEED, progress=False,
+                                generator_label="EMA generator" if run.uses_ema else "raw generator")
+    record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
+    done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
+    if previous is not None and previous["step"] == run.step:
+        done.update(metrics=list(previous["metrics"]), values=dict(previous["values"]),
+                    protocol=dict(previous["protocol"]))
+    done["metrics"] += [m for m in metrics if m not in done["metrics"]]
+    done["values"].update(result.values)
+    done["protocol"].update(result.protocol)
+    write_json(folder / DONE_FILE, done)
+    return done
+
+
+def read_done(folder: Path) -> dict[str, Any] | None:
+    """The run's results, or None while it is unfinished (a damaged marker counts as unfinished)."""
+    try:
+        done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    needed = {"step": int, "metrics": list, "values": dict, "protocol": dict}
+    if not isinstance(done, dict) or any(not isinstance(done.get(k), t) for k, t in needed.items()):
+        return None
+    return done
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write atomically: an interrupted study never leaves half a marker."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _result(variant: StudyVariant, seed: int, folder: Path, done: dict[str, Any]) -> RunResult:
+    values = {k: float(v) for k, v in done["values"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return RunResult(variant=variant, seed=seed, folder=folder, step=int(done["step"]), values=values,
+                     failed=done.get("failed"))

@@ -1,0 +1,433 @@
+"""``ganforge prepare``: decode, resize and crop an image folder once, into memory-mappable uint8 shards.
+
+Decoding JPEGs at train time cannot feed a GPU at 1,500+ images/s; like BigGAN-PyTorch's
+``make_hdf5.py`` this does that work once, in parallel, so the ``prepared`` dataset only slices arrays.
+
+Output folder::
+
+    plan.json                 settings and a fingerprint of the file list (written first)
+    images-00000.npy          N×C×H×W uint8, one per shard (np.load(mmap_mode="r"))
+    labels-00000.npy          N int64 class indices
+    shard-00000.json          written after both arrays: marks the shard complete
+    manifest.json             written last: classes, shards, skipped files
+
+Every file is written to a temporary name and renamed, so an interrupted run leaves only complete
+shards; a rerun with the same arguments skips them. The order (sorted classes, sorted files) is
+fixed, so reruns write identical bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from ...errors import GanforgeError
+
+FORMAT = "ganforge-prepared"
+VERSION = 1
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+"""torchvision's ``IMG_EXTENSIONS``: the files ``imagefolder`` reads, so both see the same images."""
+CHUNK = 64  # files per worker task: small enough for a smooth progress line, large enough to amortise IPC
+SHARD_BYTES = 256 * 2**20
+LISTING_KEYS = ("classes", "source_files", "listing_sha256")  # plan keys that describe the source files
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The images under a data root, in training order: sorted classes, then sorted paths."""
+
+    root: Path
+    classes: list[str]
+    files: list[tuple[str, int]]  # (path relative to root, class index)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when a file is added, removed, renamed, resized or relabelled."""
+        digest = hashlib.sha256()
+        for relative, label in self.files:
+            size = (self.root / relative).stat().st_size
+            digest.update(f"{label}\t{relative}\t{size}\n".encode())
+        return digest.hexdigest()
+
+
+def default_shard_size(resolution: int, channels: int) -> int:
+    """Images per shard: about 256 MiB, the most the writer holds in memory at once."""
+    return max(1, SHARD_BYTES // (channels * resolution * resolution))
+
+
+def list_images(root: Path, *, exclude: Path | None = None) -> Listing:
+    """Class sub-folders of ``root`` and their image files, skipping hidden entries.
+
+    Symlinked folders are followed, but each real folder is visited once, so link loops end.
+    """
+    info = os.stat(root)
+    seen = {(info.st_dev, info.st_ino)}  # a link back to the root is not a second copy of the data
+    classes = sorted(entry.name for entry in os.scandir(root)
+                     if entry.is_dir() and not entry.name.startswith(".")
+                     and (exclude is None or Path(entry.path).resolve() != exclude))
+    if not classes:
+        raise GanforgeError(f"DATA_ROOT {str(root)!r} has no class sub-folders: point it at a folder like "
+                            "ILSVRC2012/train (one sub-folder per class)")
+    files: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        folders: list[tuple[str, list[str]]] = []
+        try:
+            _walk(root / name, seen, folders)
+        except OSError as err:
+            raise GanforgeError(f"cannot list {str(root / name)!r}: {err.strerror or err}") from None
+        for folder, names in sorted(folders):  # torchvision's order: sorted folders, then sorted names
+            files += [(os.path.relpath(os.path.join(folder, n), root), label) for n in sorted(names)]
+    return Listing(root=root, classes=classes, files=files)
+
+
+def _walk(folder: Path, seen: set[tuple[int, int]], out: list[tuple[str, list[str]]]) -> None:
+    stack = [str(folder)]
+    while stack:
+        here = stack.pop()
+        info = os.stat(here)
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        names, folders = [], []
+        with os.scandir(here) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    names.append(entry.name)
+        stack += sorted(folders, reverse=True)  # a fixed visiting order decides which link path a folder gets
+        out.append((here, names))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, any layout, sorted; hidden entries skipped.
+
+    Symlinked folders are followed, each real folder visited once (as in ``list_images``), so a
+    link loop cannot repeat files. An unreadable folder raises ``GanforgeError``.
+    """
+    found: list[tuple[str, list[str]]] = []
+    try:
+        _walk(Path(folder), set(), found)
+    except OSError as err:
+        raise GanforgeError(f"cannot list {str(folder)!r}: {err.strerror or err}") from None
+    return sorted(Path(here) / name for here, names in found for name in names)
+
+
+# --- one image -------------------------------------------------------------------------------------
+def resize_and_crop(image: Any, resolution: int) -> Any:
+    """Resize the short side to ``resolution`` (bilinear, antialiased) and centre-crop a square.
+
+    The arithmetic of torchvision's ``Resize(resolution)`` + ``CenterCrop(resolution)`` on PIL images
+    (what ``imagefolder`` applies), without importing torch into every worker; tests check equality.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resolution * long / short)
+    size = (resolution, new_long) if width <= height else (new_long, resolution)
+    if size != (width, height):
+        image = image.resize(size, Image.BILINEAR)
+    width, height = size
+    top, left = int(round((height - resolution) / 2.0)), int(round((width - resolution) / 2.0))
+    if (width, height) != (resolution, resolution):
+        image = image.crop((left, top, left + resolution, top + resolution))
+    return image
+
+
+def load_image(path: str, *, resolution: int, mode: str) -> Any:
+    """One file as a C×H×W uint8 array; raises on anything unreadable, decompression bombs included."""
+    import numpy as np
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            pixels = np.asarray(resize_and_crop(image.convert(mode), resolution), dtype=np.uint8)
+    return (pixels[:, :, None] if pixels.ndim == 2 else pixels).transpose(2, 0, 1)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    root: str
+    files: list[tuple[str, int]]
+    resolution: int
+    channels: int
+
+
+def _decode_chunk(chunk: _Chunk) -> tuple[Any, list[int], list[dict[str, str]]]:
+    """Worker task: decode a few files; unreadable ones are reported, not raised."""
+    import numpy as np
+
+    from .imagefolder import colour_mode
+
+    mode = colour_mode(chunk.channels)
+    images = np.empty((len(chunk.files), chunk.channels, chunk.resolution, chunk.resolution), dtype=np.uint8)
+    labels: list[int] = []
+    skipped: list[dict[str, str]] = []
+    for relative, label in chunk.files:
+        try:
+            images[len(labels)] = load_image(os.path.join(chunk.root, relative), resolution=chunk.resolution,
+                                             mode=mode)
+        except Exception as err:  # noqa: BLE001 - any decoder failure means "skip this file", and it is listed
+            message = " ".join(f"{type(err).__name__}: {err}".split())
+            skipped.append({"path": relative, "error": message.replace(chunk.root + os.sep, "")[:300]})
+            continue
+        labels.append(label)
+    return images[: len(labels)], labels, skipped
+
+
+# --- the whole folder ------------------------------------------------------------------------------
+def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels: int = 3,
+            workers: int | None = None, shard_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Write ``out`` (see the module docstring) from the image folder ``data_root``; returns the manifest."""
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} is not a directory: pass the image folder "
+                            "(one sub-folder per class)")
+    root = root.resolve()
+    target = Path(out).expanduser().resolve()
+    _check_not_inside(target, root)
+    listing = list_images(root, exclude=target)
+    if not listing.files:
+        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    shard_size = shard_size or _started_shard_size(target) or default_shard_size(resolution, channels)
+    plan = {"format": FORMAT, "version": VERSION, "resolution": resolution, "channels": channels,
+            "shard_size": shard_size, "classes": listing.classes, "source_files": len(listing.files),
+            "listing_sha256": listing.fingerprint}
+    plan_id = _start(target, plan)
+    shards = [listing.files[start: start + shard_size] for start in range(0, len(listing.files), shard_size)]
+    pending = [i for i in range(len(shards)) if not _complete(target, i, plan_id)]
+    bar = _Progress(len(listing.files), enabled=progress,
+                    done=len(listing.files) - sum(len(shards[i]) for i in pending))
+    chunks = [(i, _Chunk(str(root), shards[i][start: start + CHUNK], resolution, channels))
+              for i in pending for start in range(0, len(shards[i]), CHUNK)]
+    try:
+        _write_shards(target, chunks, plan_id=plan_id, workers=workers or os.cpu_count() or 1,
+                      shape=(shard_size, channels, resolution, resolution), bar=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        error = GanforgeError(f"interrupted: complete shards are kept in {target}; rerun the same command to "
+                              "continue")
+        error.exit_code = 130  # type: ignore[attr-defined]  # the shell's code for Ctrl-C
+        raise error from None
+    bar.close()
+    manifest = _manifest(target, plan, len(shards), source=root)
+    _write_json(target / MANIFEST, manifest)
+    return manifest
+
+
+def _check_not_inside(target: Path, root: Path) -> None:
+    if target == root:
+        raise GanforgeError("--out is DATA_ROOT itself: choose another folder")
+    if target.is_relative_to(root):
+        first = target.relative_to(root).parts[0]
+        if not first.startswith("."):
+            raise GanforgeError(f"--out {str(target)!r} is inside DATA_ROOT and would be read as a class folder: "
+                                f"choose a folder outside it (or a hidden one such as {root / '.prepared'})")
+
+
+def _started_shard_size(target: Path) -> int | None:
+    """A resumed folder keeps the shard size it was started with unless --shard-size says otherwise."""
+    try:
+        return int(json.loads((target / PLAN).read_text())["shard_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _start(target: Path, plan: dict[str, Any]) -> str:
+    """Record the plan, or check that a folder being resumed was started with the same one."""
+    path = target / PLAN
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise GanforgeError(f"{path}: unreadable ({err}); delete the folder and run again") from None
+        different = [f"{k} {before.get(k)!r} there, {v!r} now" for k, v in plan.items()
+                     if k not in LISTING_KEYS and before.get(k) != v]
+        if any(before.get(k) != plan[k] for k in LISTING_KEYS):
+            different.append(f"the image files under DATA_ROOT changed: {before.get('source_files')} files in "
+                             f"{len(before.get('classes', []))} classes then, {plan['source_files']} in "
+                             f"{len(plan['classes'])} now")
+        if different:
+            raise GanforgeError(f"{target} was prepared with other settings ({'; '.join(different)}): "
+                                "use another --out or delete that folder")
+    elif target.is_dir() and any(target.iterdir()):
+        raise GanforgeError(f"--out {str(target)!r} exists and is not a ganforge prepare folder (no {PLAN}): "
+                            "choose an empty or new folder")
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        _write_json(path, plan)
+    for stale in target.glob(".*.tmp"):  # left by an interrupted run
+        stale.unlink()
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def _names(index: int) -> tuple[str, str, str]:
+    return f"images-{index:05d}.npy", f"labels-{index:05d}.npy", f"shard-{index:05d}.json"
+
+
+def _complete(target: Path, index: int, plan_id: str) -> bool:
+    """A shard counts only when its record exists, belongs to this plan and both arrays match it."""
+    import numpy as np
+
+    images, labels, record = (target / name for name in _names(index))
+    try:
+        info = json.loads(record.read_text())
+        return (info.get("plan") == plan_id
+                and np.load(images, mmap_mode="r").shape[0] == info["count"]
+                and np.load(labels, mmap_mode="r").shape == (info["count"],))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _results(chunks: list[tuple[int, _Chunk]], workers: int) -> Iterator[tuple[int, Any]]:
+    """Decoded chunks in order; at most a few per worker in flight, so memory stays bounded."""
+    if workers == 1:
+        yield from ((shard, _decode_chunk(chunk)) for shard, chunk in chunks)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    pending = iter(chunks)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool:
+        window = deque((shard, pool.submit(_decode_chunk, chunk)) for shard, chunk in islice(pending, 4 * workers))
+        try:
+            while window:
+                shard, future = window.popleft()
+                result = future.result()
+                for next_shard, chunk in islice(pending, 1):
+                    window.append((next_shard, pool.submit(_decode_chunk, chunk)))
+                yield shard, result
+        finally:
+            for _, future in window:
+                future.cancel()
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops cleanly after the chunks in flight."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _write_shards(target: Path, chunks: list[tuple[int, _Chunk]], *, plan_id: str, workers: int,
+                  shape: tuple[int, int, int, int], bar: "_Progress") -> None:
+    import numpy as np
+
+    buffer = np.empty(shape, dtype=np.uint8)
+    current, count, labels, skipped = None, 0, [], []
+    for shard, (images, chunk_labels, chunk_skipped) in _results(chunks, workers):
+        if shard != current:
+            if current is not None:
+                _write_shard(target, current, buffer[:count], labels, skipped, plan_id)
+            current, count, labels, skipped = shard, 0, [], []
+        buffer[count: count + len(images)] = images
+        count += len(images)
+        labels += chunk_labels
+        skipped += chunk_skipped
+        bar.advance(len(images) + len(chunk_skipped), skipped=len(chunk_skipped))
+    if current is not None:
+        _write_shard(target, current, buffer[:count], labels, skipped, plan_id)
+
+
+def _write_shard(target: Path, index: int, images: Any, labels: list[int], skipped: list[dict[str, str]],
+                 plan_id: str) -> None:
+    import numpy as np
+
+    image_name, label_name, record_name = _names(index)
+    for name, array in ((image_name, images), (label_name, np.asarray(labels, dtype=np.int64))):
+        with _atomic(target / name) as handle:
+            np.save(handle, array, allow_pickle=False)
+    _write_json(target / record_name, {"plan": plan_id, "count": len(labels), "skipped": skipped})
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[BinaryIO]:
+    """A file written under a temporary name in the same folder, fsynced, then renamed over ``path``."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    with _atomic(path) as handle:
+        handle.write((json.dumps(value, indent=1) + "\n").encode())
+
+
+def _manifest(target: Path, plan: dict[str, Any], shards: int, *, source: Path) -> dict[str, Any]:
+    entries, skipped = [], []
+    for index in range(shards):
+        image_name, label_name, record_name = _names(index)
+        record = json.loads((target / record_name).read_text())
+        entries.append({"images": image_name, "labels": label_name, "count": record["count"]})
+        skipped += record["skipped"]
+    return {"format": FORMAT, "version": VERSION, "resolution": plan["resolution"], "channels": plan["channels"],
+            "classes": plan["classes"], "images": sum(e["count"] for e in entries), "source": str(source),
+            "source_files": plan["source_files"], "shards": entries, "skipped_count": len(skipped),
+            "skipped": skipped}
+
+
+class _Progress:
+    """One self-overwriting line on stderr (a new line every 10% when stderr is not a terminal)."""
+
+    def __init__(self, total: int, *, enabled: bool, done: int = 0) -> None:
+        self.total, self.done, self.skipped, self.enabled = total, done, 0, enabled
+        self.start_done, self.start = done, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_shown, self.last_decile, self.shown_done = 0.0, -1, done
+
+    def advance(self, files: int, *, skipped: int = 0) -> None:
+        self.done += files
+        self.skipped += skipped
+        now = time.monotonic()
+        decile = 10 * self.done // max(self.total, 1)
+        if self.enabled and ((self.tty and now - self.last_shown > 0.2) or (not self.tty and decile > self.last_decile)):
+            self.last_shown, self.last_decile = now, decile
+            self._show(now)
+
+    def _show(self, now: float) -> None:
+        self.shown_done = self.done
+        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        line = (f"prepare: {self.done}/{self.total} files ({100 * self.done / max(self.total, 1):.0f}%), "
+                f"{rate:.0f} images/s, {self.skipped} skipped, eta {int(eta // 60)}:{int(eta % 60):02d}")
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done > self.shown_done:
+            self._show(time.monotonic())
+        if self.enabled and self.tty and self.done > self.start_done:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def summary(manifest: dict[str, Any], out: Path | str) -> Iterable[str]:
+    """Lines the CLI prints after a run."""
+    yield (f"wrote {out}: {manifest['images']} images at {manifest['resolution']}×{manifest['resolution']}, "
+           f"{len(manifest['classes'])} classes, {len(manifest['shards'])} shard(s), "
+           f"{manifest['skipped_count']} unreadable file(s) skipped")
+    for item in manifest["skipped"][:10]:
+        yield f"  skipped {item['path']}: {item['error']}"
+    if manifest["skipped_count"] > 10:
+        yield f"  ... and {manifest['skipped_count'] - 10} more (listed in {Path(out) / MANIFEST})"

@@ -1,0 +1,1 @@
+"""Optimisers, update rules (how G and D take turns) and learning-rate schedules."""
