@@ -193,7 +193,7 @@ CAPABILITIES: dict[str, dict[str, Capability]] = {
         Capability("needs_real", False, "compute() needs the reference (real_stats or real features)."),
         Capability("needs_inception_features", True,
                    "compute() takes Inception pool3 features (and logits). False: the metric scores images "
-                   "with its own detector, obtained by bind(data=...)."),
+                   "with its own detector, obtained by bind(data=..., registry=...)."),
         Capability("needs_logits", False,
                    "compute() reads fake_logits (Inception logits of the generated images); a metric that "
                    "does not declare it is given fake_logits=None."),
@@ -201,7 +201,7 @@ CAPABILITIES: dict[str, dict[str, Capability]] = {
                    "with needs_real: the per-image reference features are needed, not only their mean and "
                    "covariance (False for FID, which works from statistics alone)."),
         Capability("bind", None,
-                   "method (*, data) -> metric bound to the run's data settings, with a `detector` "
+                   "method (*, data[, registry]) -> metric bound to the run's data settings, with a `detector` "
                    "(required when needs_inception_features is False).", method=True),
     ),
 }
@@ -269,7 +269,7 @@ def check_instance(kind: str, obj: Any) -> None:
     if kind == "metric" and not capability(obj, "needs_inception_features", kind="metric") \
             and capability(obj, "bind", kind="metric") is None:
         raise ContractError(f"metric {_label(type(obj))} sets needs_inception_features = False but has no "
-                            "bind(*, data) giving its own detector")
+                            "bind(*, data, registry=None) giving its own detector")
 
 
 def _label(obj: Any) -> str:

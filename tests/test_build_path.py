@@ -217,3 +217,32 @@ def test_synthetic_trainer_repeats_one_batch_without_patching_the_stream(tmp_pat
     real = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64"], placement=place_process("cpu"),
                          out=tmp_path / "real", data="real")
     assert not real.stream.repeat and real.stream.next()[0] is not real.stream.next()[0]
+
+
+def test_metric_binding_uses_the_runs_registry():
+    """A run's own registry also builds the data a detector-based metric binds to."""
+    import functools
+
+    from ganforge.blueprint.schema import DataSpec
+    from ganforge.commands.evaluation import _bind
+    from ganforge.registry import Registry, default_registry
+
+    seen = []
+    custom = Registry()
+    real = default_registry().get("dataset", "procedural")
+
+    @functools.wraps(real.obj)  # the same declared settings
+    def procedural(**settings):
+        seen.append(settings)
+        return real.obj(**settings)
+
+    custom.add("dataset", "procedural", procedural, origin="test")
+    metric = default_registry().get("metric", "procedural_pr").build({"reference": 8})
+    _bind(metric, data=DataSpec(type="procedural", resolution=8, num_classes=2, size=16), registry=custom)
+    assert seen and seen[0]["size"] == 16
+
+    class OldStyle:  # a plugin metric whose bind takes only data
+        def bind(self, *, data):
+            return ("bound", data)
+
+    assert _bind(OldStyle(), data="d", registry=custom) == ("bound", "d")

@@ -60,7 +60,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     # A metric declaring needs_inception_features = False scores images with its own detector, bound
     # to the run's data settings (bind raises before any image is generated); Inception loads only
     # when some requested metric needs its features.
-    own = {id(metric): metric.bind(data=bp.data) for metric in built
+    own = {id(metric): _bind(metric, data=bp.data, registry=registry) for metric in built
            if not capability(metric, "needs_inception_features", kind="metric")}
     extractor = load_inception(inception, device=device) if len(own) < len(built) else None
 
@@ -349,3 +349,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _bind(metric: Any, *, data: Any, registry: Any) -> Any:
+    """``metric.bind`` with the run's registry, when it takes one (a plugin's may take only ``data``)."""
+    import inspect
+
+    params = inspect.signature(metric.bind).parameters.values()
+    if any(p.name == "registry" or p.kind is p.VAR_KEYWORD for p in params):
+        return metric.bind(data=data, registry=registry)
+    return metric.bind(data=data)

@@ -44,6 +44,10 @@ class DataStream:
     repeat: bool = False  # read one batch, then return it on every call (a benchmark's model step alone)
 
     def __post_init__(self) -> None:
+        from ..contracts import capability
+
+        # a dataset declaring max_skipped yields (image, label, skipped) items (contracts.py)
+        self._counts_skipped = capability(self.dataset, "max_skipped", kind="dataset") is not None
         self._iterator: Iterator[Any] | None = None
         self._held: tuple[torch.Tensor, torch.Tensor] | None = None
         per_rank = len(self.dataset) // self.world_size  # type: ignore[arg-type]
@@ -81,7 +85,7 @@ class DataStream:
             self._start_epoch()
             batch = next(self._iterator)  # type: ignore[arg-type]
         self.offset += self.batch_size
-        if len(batch) > 2:  # datasets that skip unreadable files say how many (a CPU tensor: no sync)
+        if self._counts_skipped:  # (image, label, skipped): how many unreadable files it replaced (CPU, no sync)
             self.skipped += int(batch[2].sum())
         if self.repeat:
             images, labels = batch[0], batch[1]

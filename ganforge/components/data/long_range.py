@@ -164,14 +164,15 @@ class LongRangeDetector:
         return torch.stack(codes, dim=1).to(torch.float64)
 
 
-def detector_for(data: Any, *, metric: str) -> LongRangeDetector:
+def detector_for(data: Any, *, metric: str, registry: Any = None) -> LongRangeDetector:
     """The detector for a run's blueprint ``data`` section; a clear error unless it is ``long_range``."""
     from ...registry import default_registry
 
+    registry = default_registry() if registry is None else registry
     if data.type != "long_range":
         raise GanforgeError(f"metric {metric} scores the built-in long_range data and reads its settings from the "
                             f"run's blueprint; this run's data is {data.type!r} (train on data.type: long_range)")
-    return default_registry().get("dataset", "long_range").build(data.component_settings()).detector()
+    return registry.get("dataset", "long_range").build(data.component_settings()).detector()
 
 
 @register("dataset", "long_range")

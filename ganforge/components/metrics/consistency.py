@@ -34,12 +34,15 @@ class LongRangeMetric:
     def __init__(self) -> None:
         self.detector: Any = None
 
-    def bind(self, *, data: Any) -> LongRangeMetric:
-        """A copy holding the analytic detector for the run's blueprint ``data`` (an error unless long_range)."""
+    def bind(self, *, data: Any, registry: Any = None) -> LongRangeMetric:
+        """A copy holding the analytic detector for the run's blueprint ``data`` (an error unless long_range).
+
+        ``registry``: the run's (default: the global one), which builds the data's detector.
+        """
         from ganforge.components.data.long_range import detector_for
 
         bound = type(self)()
-        bound.detector = detector_for(data, metric=self.name)
+        bound.detector = detector_for(data, metric=self.name, registry=registry)
         return bound
 
     def __repr__(self) -> str:

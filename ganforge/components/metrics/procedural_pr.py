@@ -58,14 +58,18 @@ class ProceduralPrecisionRecall:
         self.detector: Any = None
         self.real: torch.Tensor | None = None
 
-    def bind(self, *, data: Any) -> ProceduralPrecisionRecall:
-        """A copy holding the run's detector and the detected features of its reference images."""
+    def bind(self, *, data: Any, registry: Any = None) -> ProceduralPrecisionRecall:
+        """A copy holding the run's detector and the detected features of its reference images.
+
+        ``registry``: the run's (default: the global one), which builds the reference data.
+        """
         from ganforge.registry import default_registry
 
+        registry = default_registry() if registry is None else registry
         if data.type != "procedural":
             raise GanforgeError(f"metric {self.name} scores the built-in procedural data and reads its settings from "
                                 f"the run's blueprint; this run's data is {data.type!r}")
-        dataset = default_registry().get("dataset", "procedural").build(data.component_settings())
+        dataset = registry.get("dataset", "procedural").build(data.component_settings())
         count = min(self.reference, len(dataset))
         if count <= self.k:
             raise GanforgeError(f"metric {self.name}: data.size {len(dataset)} leaves too few reference images "

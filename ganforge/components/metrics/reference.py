@@ -147,6 +147,9 @@ def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: in
 
     wanted, replacements = len(indices), iter(spares)
     candidates = iter(indices)
+    from ganforge.contracts import capability
+
+    counts_skipped = capability(dataset, "max_skipped", kind="dataset") is not None
     images: list[Any] = []
     taken = 0
     while taken < wanted:
@@ -161,7 +164,7 @@ def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: in
             skipped[0] += 1
             continue
         if isinstance(item, (tuple, list)):
-            if len(item) > 2:  # SkippingImageFolder's (image, label, skipped): it replaced bad files itself
+            if counts_skipped:  # (image, label, skipped): it replaced unreadable files itself
                 skipped[0] += int(item[2])
             item = item[0]
         images.append(torch.as_tensor(item))
