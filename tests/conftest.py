@@ -30,3 +30,27 @@ def write(tmp_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tiny runs: on a loaded 2-core machine they are several times faster."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory) -> Path:
+    """A TorchScript file standing in for the Inception network (see support.tiny_features_module)."""
+    import torch
+
+    from support import tiny_features_module
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
+    torch.jit.save(torch.jit.script(tiny_features_module()), str(path))
+    return path

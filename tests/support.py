@@ -20,6 +20,21 @@ def run_ganforge(*args: str, env: dict[str, str] | None = None, cwd: Path | None
                           env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
 
+def tiny_features_module():  # -> torch.nn.Module
+    """A small TorchScript-able stand-in for Inception: 4×4 pooled pixels through a fixed linear map (32 features)."""
+    import torch
+
+    class TinyFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.project = torch.nn.Linear(48, 32)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.project(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+    return TinyFeatures()
+
+
 def assert_clean_failure(result, *, mentions: tuple[str, ...] = (), seconds: float | None = None,
                          elapsed: float | None = None) -> str:
     """The hostile-input contract: exit 2, exactly one line on stderr, no traceback.

@@ -29,13 +29,7 @@ SHRINK = ["generator.stem.channels=8", "generator.blocks.0.channels=8", "generat
           "train.sample_every=1000", "train.checkpoint_every=1", "update_rule.2={type: ema, decay: 0.5, start: 0}"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine the tiny run is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

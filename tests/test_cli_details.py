@@ -135,22 +135,6 @@ def test_components_listing_has_an_aligned_header(cli):
 
 
 # -- 4. small evaluations: a warning, and why kid_std is 0 ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory) -> Path:
-    class TinyFeatures(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.project = torch.nn.Linear(48, 32)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.project(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
-    torch.jit.save(torch.jit.script(TinyFeatures()), str(path))
-    return path
-
-
 def test_small_evaluation_warns_and_explains_a_zero_kid_std(cli, run, stand_in):
     result = cli("evaluate", run, "--n", "16", "--metrics", "fid,kid", "--inception", stand_in, "--device", "cpu",
                  "--batch-size", "8")

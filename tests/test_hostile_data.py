@@ -17,7 +17,7 @@ from PIL import Image
 from ganforge.registry import default_registry
 from support import TINY, assert_clean_failure
 from test_data import make_folder
-from test_sample_evaluate import FAST, stand_in  # noqa: F401 - the stand-in Inception fixture
+from test_sample_evaluate import FAST
 
 EVALUATE = ("--n", "8", "--metrics", "fid", "--device", "cpu", "--batch-size", "8")
 
@@ -58,7 +58,7 @@ def folder_run(tmp_path_factory):
 
 
 # --- §1: the reference-statistics cache in DATA_ROOT is not a class ------------------------------------------------
-def test_evaluate_then_train_then_evaluate_on_one_folder(cli, folder_run, stand_in, tmp_path):  # noqa: F811
+def test_evaluate_then_train_then_evaluate_on_one_folder(cli, folder_run, stand_in, tmp_path):
     root, run = folder_run
     first = cli("evaluate", run, *EVALUATE, "--inception", stand_in)
     assert first.exit_code == 0, first.stderr
@@ -106,7 +106,7 @@ def test_symlink_loops_are_visited_once(tmp_path, where):
 
 
 # --- §3b: evaluate --reference DIR skips and counts unreadable files -----------------------------------------------
-def test_evaluate_reference_with_empty_and_bomb_files(cli, folder_run, stand_in, tmp_path):  # noqa: F811
+def test_evaluate_reference_with_empty_and_bomb_files(cli, folder_run, stand_in, tmp_path):
     _, run = folder_run
     ref = make_folder(tmp_path / "ref")
     (ref / "cat" / "empty.png").write_bytes(b"")
@@ -144,7 +144,7 @@ def _hostile_reference(tmp_path: Path, case: str) -> tuple[list[str], tuple[str,
 @pytest.mark.parametrize("case", ["missing", "empty_folder", "only_empty_file", "only_bomb", "only_hidden",
                                   "garbage.npz", "wrong_arrays.npz", "stats_only_for_kid.npz",
                                   "unknown_metric", "missing_inception"])
-def test_evaluate_rejects_bad_input_before_loading_the_run(cli, stand_in, tmp_path, monkeypatch, case):  # noqa: F811
+def test_evaluate_rejects_bad_input_before_loading_the_run(cli, stand_in, tmp_path, monkeypatch, case):
     import ganforge.engine.restore as restore_module
 
     def too_late(*args, **kwargs):

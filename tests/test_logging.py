@@ -14,7 +14,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from support import TINY
@@ -25,13 +24,7 @@ FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16
         "--set", "train.steps=5"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine this makes the tiny runs several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def invoke(*args):  # type: ignore[no-untyped-def]

@@ -19,23 +19,6 @@ FAST = ["--device", "cpu", "--set", "train.batch_size=8", "--set", "data.size=64
         "--set", "train.sample_every=1000"]
 
 
-class TinyFeatures(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.project = torch.nn.Linear(48, 32)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
-
-
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
-    torch.jit.save(torch.jit.script(TinyFeatures()), str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     from click.testing import CliRunner

@@ -25,13 +25,7 @@ FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine this makes the tiny runs several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def step_file(run: Path, step: int) -> Path:
