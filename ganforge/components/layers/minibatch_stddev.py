@@ -60,13 +60,14 @@ class MinibatchStdDev(nn.Module):
     def _by_class(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         f = self.num_channels
+        labels = labels.long()
         y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, -1)
-        members = torch.nn.functional.one_hot(labels.long(), self.num_classes).to(y.dtype)      # (n, classes)
+        members = torch.nn.functional.one_hot(labels, self.num_classes).to(y.dtype)             # (n, classes)
         count = members.sum(0).clamp_min(1)[:, None]
         mean = members.T @ y / count
-        var = members.T @ (y - mean[labels.long()]) ** 2 / count                              # population variance
+        var = members.T @ (y - mean[labels]) ** 2 / count                                     # population variance
         stat = (var + self.eps).sqrt().reshape(-1, f, (c // f) * h * w).mean(2)               # (classes, f)
-        maps = stat[labels.long()].to(x.dtype)[:, :, None, None].expand(n, f, h, w)
+        maps = stat[labels].to(x.dtype)[:, :, None, None].expand(n, f, h, w)
         return torch.cat([x, maps], dim=1)
 
     def extra_repr(self) -> str:
