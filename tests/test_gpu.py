@@ -59,19 +59,19 @@ def test_fused_adam_agrees_with_the_plain_loop():
     assert worst < 1e-6
 
 
-def test_compile_agrees_with_eager_over_20_steps(tmp_path):
+def test_compile_agrees_with_eager_at_the_start_and_stays_finite(tmp_path):
     common = ["train.precision=fp32", "train.tf32=false", "train.batch_size=16", "data.size=256"]
     losses = {}
     for name, extra in (("eager", []), ("compiled", ["train.compile=true"])):
         trainer = _trainer(TINY, [*common, *extra], tmp_path / name)
         losses[name] = torch.stack([torch.stack(trainer.train_step()) for _ in range(20)]).cpu()
-    first = (losses["eager"][0] - losses["compiled"][0]).abs().max().item()
-    worst = (losses["eager"] - losses["compiled"]).abs().max().item()
-    print(f"compiled vs eager: step 1 max |Δloss| = {first:.2e}, 20 steps max |Δloss| = {worst:.2e}")
-    # Fused kernels sum in another order; GAN training then amplifies the rounding step by step
-    # (measured on an H100: 7.0e-3 after 20 steps), so step 1 is held tight and the run loosely.
-    assert first < 1e-4
-    assert worst < 3e-2
+    apart = (losses["eager"] - losses["compiled"]).abs().amax(dim=1)
+    print("compiled vs eager, max |Δloss| per step:", " ".join(f"{d:.1e}" for d in apart.tolist()))
+    # Fused kernels sum in another order, and GAN training amplifies rounding step by step: on the
+    # CPU, scaling one weight of tiny by (1 + 1e-7) leaves the losses within 2.2e-7 for six steps
+    # and 0.18 apart by step 20. So the first steps are held tight and the rest only to be finite.
+    assert apart[:3].max() < 1e-4
+    assert torch.isfinite(losses["compiled"]).all()
 
 
 def test_fast_path_tracks_fp32_on_the_cifar_blueprint(tmp_path):
@@ -135,3 +135,54 @@ def test_benchmark_runs_end_to_end_on_cuda(cli, tmp_path):
     attention = cli("benchmark", "--component", "self_attention", "--resolutions", "16,32", "--channels", "64",
                     "--batch", "2", "--device", "cuda", "--repeats", "2")
     assert attention.exit_code == 0 and "32×32" in attention.stdout
+
+
+def test_class_grouped_minibatch_stddev_under_bf16_matches_a_float64_loop():
+    from ganforge.components.layers.minibatch_stddev import MinibatchStdDev
+
+    torch.manual_seed(0)
+    x = torch.randn(24, 8, 4, 4, dtype=torch.float64)
+    labels = torch.randint(0, 4, (24,))
+    layer = MinibatchStdDev(in_channels=8, num_classes=4, by_class=True, num_channels=2).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        got = layer(x.cuda().to(torch.bfloat16), labels.cuda())
+    for i in range(24):  # the spread over the images of i's class, per half of the channels (ProGAN §3)
+        group = x[labels == labels[i]]
+        for half in range(2):
+            part = group[:, 4 * half:4 * half + 4]
+            expected = part.var(dim=0, unbiased=False).add(1e-8).sqrt().mean().item()
+            assert got[i, 8 + half].float().cpu() == pytest.approx(torch.full((4, 4), expected), rel=2e-2)
+    assert torch.equal(got[:, :8].cpu(), x.to(torch.bfloat16))
+
+
+def test_standing_statistics_on_cuda_match_the_cpu(tmp_path):
+    import copy
+
+    from ganforge.commands.standing_stats import seeded_standing_statistics
+    from ganforge.engine.build import build_trainer
+    from ganforge.engine.distributed import place_process
+
+    trainer = build_trainer(str(TINY), overrides=[], placement=place_process("cpu"), out=tmp_path, data="real")
+    nets = [trainer.generator, copy.deepcopy(trainer.generator).cuda()]
+    settings = dict(passes=3, latent_dim=trainer.latent_dim, num_classes=trainer.num_classes, sample_seed=0,
+                    batch_size=16)
+    seeded_standing_statistics(nets[0], device="cpu", **settings)
+    seeded_standing_statistics(nets[1], device="cuda", **settings)
+    cpu, gpu = nets[0].state_dict(), nets[1].state_dict()
+    stats = [k for k in cpu if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    worst = max((cpu[k] - gpu[k].cpu()).abs().max().item() for k in stats)
+    print(f"standing statistics, CUDA vs CPU: max |Δ| = {worst:.2e} over {len(stats)} buffers")
+    assert worst < 1e-3
+
+
+def test_tiny_trains_in_bf16_on_cuda_and_evaluates_with_standing_statistics(cli, tmp_path):
+    run = tmp_path / "run"
+    trained = cli("train", TINY, "--device", "cuda", "--out", run, "--steps", "20",
+                  "--set", "train.precision=bf16", "--set", "train.checkpoint_every=20")
+    assert trained.exit_code == 0, trained.stderr
+    scored = cli("evaluate", run, "--device", "cuda", "--metrics", "procedural_pr", "--n", "200",
+                 "--standing-stats", "4")
+    assert scored.exit_code == 0, scored.stderr
+    print(scored.stdout)
+    assert "procedural_precision" in scored.stdout and "standing statistics of 4" in scored.stdout
