@@ -25,7 +25,7 @@ conformance test runs it on every registered component).
 | optimizer | ``OptimizerFactory``: ``(params) -> torch.optim.Optimizer`` | none |
 | init | ``InitScheme``: ``(network) -> None`` | none |
 | dataset | ``Dataset``: ``__len__``, ``__getitem__(i) -> (image, label)`` | ``max_skipped`` (None) |
-| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
+| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_labels`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
 """
 
 from __future__ import annotations
@@ -197,6 +197,9 @@ CAPABILITIES: dict[str, dict[str, Capability]] = {
         Capability("needs_logits", False,
                    "compute() reads fake_logits (Inception logits of the generated images); a metric that "
                    "does not declare it is given fake_logits=None."),
+        Capability("needs_labels", False,
+                   "compute() reads fake_labels: the class each generated image was conditioned on (None "
+                   "for an unconditional run); a metric that does not declare it is not given them."),
         Capability("needs_full_features", True,
                    "with needs_real: the per-image reference features are needed, not only their mean and "
                    "covariance (False for FID, which works from statistics alone)."),

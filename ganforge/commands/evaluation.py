@@ -17,7 +17,7 @@ from ..assembly import Network
 from ..blueprint.validation import LoadedBlueprint
 from ..contracts import capability
 from ..errors import GanforgeError
-from .generation import generate
+from .generation import conditioning_labels, generate
 from ..registry import Registry, default_registry
 
 if TYPE_CHECKING:
@@ -74,6 +74,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         finally:
             network.train(was_training)
 
+    def labels_for(metric: Any) -> dict[str, torch.Tensor | None]:
+        """The generated images' conditioning classes, for a metric that declares ``needs_labels``."""
+        if not capability(metric, "needs_labels", kind="metric"):
+            return {}
+        return {"fake_labels": conditioning_labels(n=n, latent_dim=bp.generator.latent_dim,
+                                                   num_classes=bp.data.num_classes, batch_size=batch_size, seed=seed)}
+
     source = None
     if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):
         source = _reference_source(loaded, reference=reference, n=n,  # a bad reference fails before generating
@@ -95,12 +102,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
             key = bound.detector.description
             if key not in detected:
                 detected[key], _ = generated_features(bound.detector, f"{metric.name} detector")
-            values.update(bound.compute(real=None, fake=detected[key]))
+            values.update(bound.compute(real=None, fake=detected[key], **labels_for(bound)))
             continue
         if _needs_full_features(metric) and real is None:
             raise GanforgeError(_STATS_ONLY.format(name=metric.name))
         logits = fake_logits if capability(metric, "needs_logits", kind="metric") else None
-        values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats))
+        values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats,
+                                     **labels_for(metric)))
         notes.update(getattr(metric, "notes", None) or {})
     features = ([extractor.description] if extractor is not None else []) + list(detected)
     protocol = {

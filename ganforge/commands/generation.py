@@ -63,6 +63,15 @@ def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int
         done += size
 
 
+def conditioning_labels(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
+                        seed: int = 0) -> torch.Tensor | None:
+    """The classes ``generate`` conditions its ``n`` images on, given the same arguments (None: unconditional)."""
+    if num_classes == 0:
+        return None
+    return torch.cat([labels for _, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes,
+                                                             batch_size=batch_size, seed=seed)])
+
+
 @torch.no_grad()
 def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
              seed: int = 0, class_index: int | None = None, truncation: float | None = None,

@@ -100,6 +100,7 @@ def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, monkeyp
     assert result.exit_code == 0, result.stderr
     assert "procedural_precision: " in result.stdout and "procedural_recall: " in result.stdout
     assert "procedural_phase_diversity: " in result.stdout
+    assert "procedural_class_accuracy: " in result.stdout and "procedural_worst_class_accuracy: " in result.stdout
     assert "analytic procedural detector" in result.stdout
 
 
@@ -116,3 +117,44 @@ def test_phase_diversity_by_hand_and_on_real_data():
     assert phase_diversity(real) > 0.85
     copies = torch.cat([real[c:c + 1].expand(100, -1) for c in range(K)])
     assert phase_diversity(copies) < 1e-6
+
+
+def test_class_accuracy_by_hand_and_on_real_data():
+    from ganforge.components.metrics.procedural_pr import class_accuracy
+
+    # detected classes 0, 0, 1, 3, 3 (strongest energy) for conditioning labels 0, 0, 1, 1, 3
+    rows = [[1, 0, 0, 0], [.9, .1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, .2, .8]]
+    features = torch.cat([torch.tensor(rows, dtype=torch.float64), torch.zeros(5, 4, dtype=torch.float64)], 1)
+    overall, worst = class_accuracy(features, torch.tensor([0, 0, 1, 1, 3]))
+    assert (overall, worst) == (pytest.approx(4 / 5), pytest.approx(1 / 2))  # class 1: one of two right
+    data = default_registry().get("dataset", "procedural").build({"resolution": R, "num_classes": K, "size": 200})
+    real = data.detector()(torch.stack([data[i][0] for i in range(200)]))
+    labels = torch.tensor([int(data[i][1]) for i in range(200)])
+    assert class_accuracy(real, labels) == (1.0, 1.0)
+    assert class_accuracy(real, (labels + 1) % K) == (0.0, 0.0)
+
+
+class GratingDrawer(torch.nn.Module):
+    """A stand-in generator that draws a clean grating of class (label + shift) mod K, at a phase set by z."""
+
+    def __init__(self, shift: int) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([clean_grating((int(c) + self.shift) % K, float(z[i, 0]) % (2 * math.pi))
+                          for i, c in enumerate(labels)])
+
+
+@pytest.mark.parametrize("shift, expected", [(0, 1.0), (1, 0.0)])
+def test_evaluation_passes_each_image_its_conditioning_class(shift, expected):
+    """A generator drawing the asked class scores 1, one drawing the next class 0: labels line up with images."""
+    from ganforge.blueprint.validation import load_blueprint
+    from ganforge.commands.evaluation import evaluate_generator
+    from support import TINY
+
+    loaded = load_blueprint(TINY, ["data.size=64"])
+    result = evaluate_generator(GratingDrawer(shift), loaded=loaded, metrics=["procedural_pr"], n=96, batch_size=40,
+                                progress=False)
+    assert result.values["procedural_class_accuracy"] == expected
+    assert result.values["procedural_worst_class_accuracy"] == expected

@@ -19,7 +19,7 @@ from ganforge.registry import register
 
 from .precision_recall import inside_manifold, knn_radii
 
-__all__ = ["ProceduralPrecisionRecall", "phase_diversity"]
+__all__ = ["ProceduralPrecisionRecall", "class_accuracy", "phase_diversity"]
 
 
 def phase_diversity(features: torch.Tensor) -> float:
@@ -37,6 +37,19 @@ def phase_diversity(features: torch.Tensor) -> float:
     return sum(spreads) / len(spreads) if spreads else 0.0
 
 
+def class_accuracy(features: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(overall, worst class): how often the detected class is the one the image was conditioned on.
+
+    ``features`` are the procedural detector's (N, classes + 4); ``labels`` the conditioning classes.
+    The worst class is the lowest per-class accuracy over the classes that occur in ``labels``: a
+    generator that draws one class as another scores 0 there however well it draws the rest.
+    """
+    classes = features.shape[1] - 4
+    right = (features[:, :classes].argmax(dim=1) == labels.to(features.device)).double()
+    per_class = [float(right[labels == k].mean()) for k in range(classes) if int((labels == k).sum())]
+    return float(right.mean()), min(per_class)
+
+
 @register("metric", "procedural_pr")
 class ProceduralPrecisionRecall:
     """Improved precision/recall (k-NN manifolds, as ``pr``) in the procedural detector's feature space.
@@ -44,13 +57,16 @@ class ProceduralPrecisionRecall:
     ``bind(data=...)`` reads the first ``reference`` training images of the run's ``procedural``
     data (real/real with 1000 each: precision and recall about 0.97 at k = 3), so ``evaluate``
     and in-training evaluation need no ``--reference`` and no Inception file. Also reports
-    ``procedural_phase_diversity`` (see ``phase_diversity``), which recall folds together with fidelity.
+    ``procedural_phase_diversity`` (see ``phase_diversity``), which recall folds together with fidelity,
+    and for a class-conditional run ``procedural_class_accuracy`` / ``procedural_worst_class_accuracy``
+    (see ``class_accuracy``): whether each image shows the class it was asked for.
     """
 
     name = "procedural_pr"
     needs_real = False
     needs_logits = False
     needs_inception_features = False
+    needs_labels = True
 
     def __init__(self, *, k: Annotated[int, Field(ge=1)] = 3,
                  reference: Annotated[int, Field(ge=4)] = 1000) -> None:
@@ -80,7 +96,8 @@ class ProceduralPrecisionRecall:
         return bound
 
     def compute(self, *, real: torch.Tensor | None, fake: torch.Tensor, fake_logits: torch.Tensor | None = None,
-                real_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+                real_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                fake_labels: torch.Tensor | None = None) -> dict[str, float]:
         reference = real if real is not None else self.real
         if reference is None:
             raise GanforgeError(f"metric {self.name} needs the run's data: bind(data=...) first")
@@ -88,8 +105,12 @@ class ProceduralPrecisionRecall:
         fake_radii = knn_radii(fake, self.k)
         precision = inside_manifold(fake, reference, real_radii).double().mean()
         recall = inside_manifold(reference, fake, fake_radii).double().mean()
-        return {"procedural_precision": float(precision), "procedural_recall": float(recall),
-                "procedural_phase_diversity": phase_diversity(fake)}
+        values = {"procedural_precision": float(precision), "procedural_recall": float(recall),
+                  "procedural_phase_diversity": phase_diversity(fake)}
+        if fake_labels is not None:
+            overall, worst = class_accuracy(fake, fake_labels)
+            values.update(procedural_class_accuracy=overall, procedural_worst_class_accuracy=worst)
+        return values
 
     def __repr__(self) -> str:
         return f"ProceduralPrecisionRecall(k={self.k}, reference={self.reference})"
