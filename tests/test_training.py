@@ -63,7 +63,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path, extra, tota
     # γ of each attention layer, declared by the layer itself (tiny has one in G and one in D).
     gammas = sorted(name for name in log[-1]["scalars"] if name.endswith(".gamma"))
     assert gammas == ["D.layers.1.gamma", "G.layers.2.gamma"]
-    assert log[-1]["lr"] == {"generator": 1e-3, "discriminator": 1e-3}  # tiny.yaml's ttur
+    assert log[-1]["lr"] == {"generator": 3e-3, "discriminator": 3e-3}  # tiny.yaml's ttur
 
 
 def test_sigkill_then_resume_is_exact(tmp_path):
