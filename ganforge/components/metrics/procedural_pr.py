@@ -45,7 +45,8 @@ def class_accuracy(features: torch.Tensor, labels: torch.Tensor) -> tuple[float,
     generator that draws one class as another scores 0 there however well it draws the rest.
     """
     classes = features.shape[1] - 4
-    right = (features[:, :classes].argmax(dim=1) == labels.to(features.device)).double()
+    labels = labels.to(features.device)
+    right = (features[:, :classes].argmax(dim=1) == labels).double()
     per_class = [float(right[labels == k].mean()) for k in range(classes) if int((labels == k).sum())]
     return float(right.mean()), min(per_class)
 
