@@ -280,3 +280,23 @@ def test_starting_over_keeps_the_previous_log(cli, tmp_path):
     kept = list(run.glob("metrics.before-*.jsonl"))
     assert len(kept) == 1 and kept[0].read_text() == '{"step": 7, "d_loss": 1.0}\n'
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 2
+
+
+def test_two_cpu_runs_of_one_seed_are_identical_on_two_threads(tmp_path):
+    """tiny at its own batch of 32 on two threads: no operation may sum in a run-dependent order."""
+    from ganforge.engine.build import build_trainer
+    from ganforge.engine.distributed import place_process
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        states = []
+        for name in ("a", "b"):
+            trainer = build_trainer(str(TINY), placement=place_process("cpu"), out=tmp_path / name, data="real")
+            for _ in range(3):
+                trainer.train_step()
+            states.append({**trainer.generator.state_dict(), **{f"D.{k}": v for k, v in
+                                                                 trainer.discriminator.state_dict().items()}})
+    finally:
+        torch.set_num_threads(threads)
+    assert_identical(*states)

@@ -92,3 +92,26 @@ def test_by_class_sees_within_class_copies_that_mixed_groups_miss():
                                                                          {"in_channels": 4, "num_classes": 4})
     assert float(mixed[:, 4].mean()) > 0.3
     assert torch.allclose(by_class(copies, labels)[:, 4], torch.full((16, 3, 3), 1e-4))
+
+
+def test_by_class_gradients_are_the_same_on_every_run_with_several_threads():
+    """Picking each image's class row by indexing made the backward a scatter-add, whose sums came
+    out in a different order from run to run on two CPU threads (two tiny runs of one seed drifted
+    apart by 6e-3 within 3 steps). The layer must give bit-identical gradients every time."""
+    layer = default_registry().get("layer", "minibatch_stddev").build({"by_class": True},
+                                                                      {"in_channels": 64, "num_classes": 4})
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 64, 4, 4, generator=generator)
+    labels = torch.randint(0, 4, (32,), generator=generator)
+    upstream = torch.randn(32, 65, 4, 4, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(20):
+            leaf = x.clone().requires_grad_(True)
+            layer(leaf, labels).backward(upstream)
+            grads.append(leaf.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])

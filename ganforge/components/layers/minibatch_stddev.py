@@ -62,12 +62,15 @@ class MinibatchStdDev(nn.Module):
         f = self.num_channels
         labels = labels.long()
         y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, -1)
+        # Each image's class row is picked by a one-hot product, not by indexing: the backward of
+        # an index is a scatter-add, whose sums land in a different order run to run on several
+        # CPU threads; a product with exact zeros and ones picks the same values deterministically.
         members = torch.nn.functional.one_hot(labels, self.num_classes).to(y.dtype)             # (n, classes)
         count = members.sum(0).clamp_min(1)[:, None]
         mean = members.T @ y / count
-        var = members.T @ (y - mean[labels]) ** 2 / count                                     # population variance
+        var = members.T @ (y - members @ mean) ** 2 / count                                   # population variance
         stat = (var + self.eps).sqrt().reshape(-1, f, (c // f) * h * w).mean(2)               # (classes, f)
-        maps = stat[labels].to(x.dtype)[:, :, None, None].expand(n, f, h, w)
+        maps = (members @ stat).to(x.dtype)[:, :, None, None].expand(n, f, h, w)
         return torch.cat([x, maps], dim=1)
 
     def extra_repr(self) -> str:
