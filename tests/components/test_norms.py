@@ -84,3 +84,25 @@ def test_meta_device():
         out = cbn(torch.empty(2, 16, 8, 8), torch.zeros(2, dtype=torch.long))
         assert out.shape == (2, 16, 8, 8) and out.is_meta
         assert BatchNorm(in_channels=16)(torch.empty(2, 16, 8, 8)).shape == (2, 16, 8, 8)
+
+
+def test_cbn_table_gradients_are_the_same_on_every_run_with_several_threads():
+    """Indexing the class tables gave a backward that added each class's rows in a run-dependent
+    order on two CPU threads once rows were wide (here 21-29 of 29 repeats differed); every run
+    must give the same gradient."""
+    generator = torch.Generator().manual_seed(0)
+    cbn = ConditionalBatchNorm2d(in_channels=2048, num_classes=4)
+    x = torch.randn(64, 2048, 1, 1, generator=generator)
+    labels = torch.randint(0, 4, (64,), generator=generator)
+    upstream = torch.randn(64, 2048, 1, 1, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(10):
+            cbn.zero_grad(set_to_none=True)
+            cbn(x, labels).backward(upstream)
+            grads.append((cbn.class_gain.grad, cbn.class_bias.grad))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0][0], g) and torch.equal(grads[0][1], b) for g, b in grads[1:])
