@@ -56,3 +56,19 @@ def assert_clean_failure(result, *, mentions: tuple[str, ...] = (), seconds: flo
     if seconds is not None and elapsed is not None:
         assert elapsed < seconds, f"took {elapsed:.1f} s (limit {seconds} s)"
     return lines[0]
+
+
+def on_threads(count: int, run, *, times: int = 1) -> list:
+    """``run()`` called ``times`` times with torch on ``count`` intra-op threads; the results, in order.
+
+    Several threads are where a backward can sum in a run-dependent order; the previous thread count
+    is restored afterwards.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        return [run() for _ in range(times)]
+    finally:
+        torch.set_num_threads(before)

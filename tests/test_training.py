@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import ROOT, TINY
+from support import ROOT, TINY, on_threads
 
 FAST = ["--set", "train.batch_size=8", "--set", "data.size=64", "--set", "train.log_every=2",
         "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=10"]
@@ -287,16 +287,13 @@ def test_two_cpu_runs_of_one_seed_are_identical_on_two_threads(tmp_path):
     from ganforge.engine.build import build_trainer
     from ganforge.engine.distributed import place_process
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        states = []
-        for name in ("a", "b"):
-            trainer = build_trainer(str(TINY), placement=place_process("cpu"), out=tmp_path / name, data="real")
-            for _ in range(3):
-                trainer.train_step()
-            states.append({**trainer.generator.state_dict(), **{f"D.{k}": v for k, v in
-                                                                 trainer.discriminator.state_dict().items()}})
-    finally:
-        torch.set_num_threads(threads)
-    assert_identical(*states)
+    folders = iter(("a", "b"))
+
+    def three_steps() -> dict[str, torch.Tensor]:
+        trainer = build_trainer(str(TINY), placement=place_process("cpu"), out=tmp_path / next(folders), data="real")
+        for _ in range(3):
+            trainer.train_step()
+        return {**trainer.generator.state_dict(),
+                **{f"D.{k}": v for k, v in trainer.discriminator.state_dict().items()}}
+
+    assert_identical(*on_threads(2, three_steps, times=2))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganforge.registry import default_registry
+from support import on_threads
 
 
 def build(**kw):
@@ -104,14 +105,11 @@ def test_by_class_gradients_are_the_same_on_every_run_with_several_threads():
     x = torch.randn(32, 64, 4, 4, generator=generator)
     labels = torch.randint(0, 4, (32,), generator=generator)
     upstream = torch.randn(32, 65, 4, 4, generator=generator)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        grads = []
-        for _ in range(20):
-            leaf = x.clone().requires_grad_(True)
-            layer(leaf, labels).backward(upstream)
-            grads.append(leaf.grad)
-    finally:
-        torch.set_num_threads(threads)
+
+    def gradient():
+        leaf = x.clone().requires_grad_(True)
+        layer(leaf, labels).backward(upstream)
+        return leaf.grad
+
+    grads = on_threads(2, gradient, times=20)
     assert all(torch.equal(grads[0], g) for g in grads[1:])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ganforge.components.layers.norms import BatchNorm, ConditionalBatchNorm2d, make_batch_norm
+from support import on_threads
 
 
 def _normalised(x, eps=1e-5):
@@ -95,14 +96,11 @@ def test_cbn_table_gradients_are_the_same_on_every_run_with_several_threads():
     x = torch.randn(64, 2048, 1, 1, generator=generator)
     labels = torch.randint(0, 4, (64,), generator=generator)
     upstream = torch.randn(64, 2048, 1, 1, generator=generator)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        grads = []
-        for _ in range(10):
-            cbn.zero_grad(set_to_none=True)
-            cbn(x, labels).backward(upstream)
-            grads.append((cbn.class_gain.grad, cbn.class_bias.grad))
-    finally:
-        torch.set_num_threads(threads)
+
+    def gradients():
+        cbn.zero_grad(set_to_none=True)
+        cbn(x, labels).backward(upstream)
+        return cbn.class_gain.grad, cbn.class_bias.grad
+
+    grads = on_threads(2, gradients, times=10)
     assert all(torch.equal(grads[0][0], g) and torch.equal(grads[0][1], b) for g, b in grads[1:])
