@@ -113,3 +113,17 @@ def test_by_class_gradients_are_the_same_on_every_run_with_several_threads():
 
     grads = on_threads(2, gradient, times=20)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+@pytest.mark.parametrize("by_class", [True, False])
+def test_the_spread_is_computed_in_fp32_under_autocast(by_class):
+    """Autocast would run the class sums' products in bf16 (maps off by up to 7e-3); they must not change."""
+    layer = default_registry().get("layer", "minibatch_stddev").build({"by_class": by_class},
+                                                                      {"in_channels": 64, "num_classes": 4})
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 64, 4, 4, generator=generator) + 3.0
+    labels = torch.randint(0, 4, (32,), generator=generator)
+    plain = layer(x, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = layer(x, labels)
+    assert under.dtype == torch.float32 and torch.equal(under, plain)

@@ -12,6 +12,7 @@ from typing import Annotated
 import torch
 from pydantic import Field
 from torch import nn
+from torch.nn import functional as F
 
 from ganforge.registry import register
 
@@ -44,6 +45,15 @@ class MinibatchStdDev(nn.Module):
         self.by_class, self.num_classes = by_class, num_classes
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        # The spread is a small difference of large sums: autocast would run the class sums' matrix
+        # products in bf16, so it is computed in fp32 whatever the autocast setting.
+        kind = x.device.type
+        if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
+            with torch.autocast(kind, enabled=False):
+                return torch.cat([x, self._maps(x, labels)], dim=1)
+        return torch.cat([x, self._maps(x, labels)], dim=1)
+
+    def _maps(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.by_class and labels is not None and self.num_classes > 0:
             return self._by_class(x, labels)
         n, c, h, w = x.shape
@@ -54,24 +64,22 @@ class MinibatchStdDev(nn.Module):
         y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(group, n // group, f, c // f, h, w)
         std = (y.var(dim=0, unbiased=False) + self.eps).sqrt()         # (n//group, f, c//f, h, w)
         stat = std.mean(dim=(2, 3, 4)).to(x.dtype)                      # (n//group, f)
-        maps = stat.repeat(group, 1)[:, :, None, None].expand(n, f, h, w)
-        return torch.cat([x, maps], dim=1)
+        return stat.repeat(group, 1)[:, :, None, None].expand(n, f, h, w)
 
     def _by_class(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         f = self.num_channels
         labels = labels.long()
         y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, -1)
-        # Each image's class row is picked by a one-hot product, not by indexing: the backward of
-        # an index is a scatter-add, whose sums land in a different order run to run on several
-        # CPU threads; a product with exact zeros and ones picks the same values deterministically.
         members = torch.nn.functional.one_hot(labels, self.num_classes).to(y.dtype)             # (n, classes)
         count = members.sum(0).clamp_min(1)[:, None]
         mean = members.T @ y / count
-        var = members.T @ (y - members @ mean) ** 2 / count                                   # population variance
+        # Each image's class row is looked up with embedding, not indexing: indexing's backward (an
+        # accumulating scatter) sums in a run-dependent order on several CPU threads; embedding's
+        # backward does not, and its forward picks the same values.
+        var = members.T @ (y - F.embedding(labels, mean)) ** 2 / count                       # population variance
         stat = (var + self.eps).sqrt().reshape(-1, f, (c // f) * h * w).mean(2)               # (classes, f)
-        maps = (members @ stat).to(x.dtype)[:, :, None, None].expand(n, f, h, w)
-        return torch.cat([x, maps], dim=1)
+        return F.embedding(labels, stat).to(x.dtype)[:, :, None, None].expand(n, f, h, w)
 
     def extra_repr(self) -> str:
         return f"group_size={self.group_size}, num_channels={self.num_channels}, by_class={self.by_class}"
