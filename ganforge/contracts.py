@@ -25,7 +25,7 @@ conformance test runs it on every registered component).
 | optimizer | ``OptimizerFactory``: ``(params) -> torch.optim.Optimizer`` | none |
 | init | ``InitScheme``: ``(network) -> None`` | none |
 | dataset | ``Dataset``: ``__len__``, ``__getitem__(i) -> (image, label)`` | ``max_skipped`` (None) |
-| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_labels`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
+| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None[, fake_labels=None]) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_labels`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
 """
 
 from __future__ import annotations
@@ -273,6 +273,18 @@ def check_instance(kind: str, obj: Any) -> None:
             and capability(obj, "bind", kind="metric") is None:
         raise ContractError(f"metric {_label(type(obj))} sets needs_inception_features = False but has no "
                             "bind(*, data, registry=None) giving its own detector")
+    if kind == "metric" and capability(obj, "needs_labels", kind="metric") and not _accepts(obj.compute, "fake_labels"):
+        raise ContractError(f"metric {_label(type(obj))} sets needs_labels = True but its compute() takes no "
+                            "fake_labels keyword")
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` can be called with the keyword ``name``."""
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True  # not inspectable (a builtin): let the call itself decide
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _label(obj: Any) -> str:

@@ -175,8 +175,28 @@ def test_metric_component(component: Component):
     metric = component.build({})
     check_instance("metric", metric)
     assert isinstance(metric.name, str) and metric.name
-    for name in ("needs_real", "needs_logits", "needs_inception_features", "needs_full_features"):
+    for name in ("needs_real", "needs_logits", "needs_labels", "needs_inception_features", "needs_full_features"):
         assert isinstance(capability(metric, name, kind="metric"), bool)
+
+
+def test_a_metric_that_needs_labels_must_take_them():
+    from ganforge.contracts import ContractError
+
+    class Counts:
+        name = "counts"
+        needs_labels = True
+
+        def compute(self, *, real, fake, fake_logits=None, real_stats=None):
+            return {}
+
+    with pytest.raises(ContractError, match="needs_labels = True but its compute.. takes no fake_labels"):
+        check_instance("metric", Counts())
+
+    class Takes(Counts):
+        def compute(self, *, real, fake, fake_logits=None, real_stats=None, fake_labels=None):
+            return {}
+
+    check_instance("metric", Takes())
 
 
 def test_capability_reads_declared_flags_only():
