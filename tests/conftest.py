@@ -54,3 +54,15 @@ def stand_in(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
     torch.jit.save(torch.jit.script(tiny_features_module()), str(path))
     return path
+
+
+@pytest.fixture
+def no_inception(monkeypatch, tmp_path):
+    """Fail the test if anything loads the Inception network (and point GANFORGE_INCEPTION nowhere)."""
+    import ganforge.components.metrics.inception as inception
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Inception was loaded")
+
+    monkeypatch.setattr(inception, "load_inception", refuse)
+    monkeypatch.setenv("GANFORGE_INCEPTION", str(tmp_path / "missing.pt"))

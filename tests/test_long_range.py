@@ -130,14 +130,7 @@ def test_metrics_refuse_other_data():
             component.bind(data=data)
 
 
-def test_evaluate_cli_needs_no_inception(cli, tmp_path, monkeypatch):
-    import ganforge.components.metrics.inception as inception
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("Inception was loaded")
-
-    monkeypatch.setattr(inception, "load_inception", refuse)
-    monkeypatch.setenv("GANFORGE_INCEPTION", str(tmp_path / "missing.pt"))
+def test_evaluate_cli_needs_no_inception(cli, tmp_path, no_inception):
     out = tmp_path / "run"
     trained = cli("train", LONG_RANGE, "--out", out, "--steps", "2", "--device", "cpu", "--set", "train.batch_size=4",
                   "--set", "data.size=16", "--set", "train.sample_every=1000")

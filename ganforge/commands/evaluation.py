@@ -74,12 +74,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         finally:
             network.train(was_training)
 
+    # The generated images' conditioning classes, drawn once, for the metrics that declare needs_labels.
+    fake_labels = (conditioning_labels(n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
+                                       batch_size=batch_size, seed=seed)
+                   if any(capability(metric, "needs_labels", kind="metric") for metric in built) else None)
+
     def labels_for(metric: Any) -> dict[str, torch.Tensor | None]:
-        """The generated images' conditioning classes, for a metric that declares ``needs_labels``."""
-        if not capability(metric, "needs_labels", kind="metric"):
-            return {}
-        return {"fake_labels": conditioning_labels(n=n, latent_dim=bp.generator.latent_dim,
-                                                   num_classes=bp.data.num_classes, batch_size=batch_size, seed=seed)}
+        return {"fake_labels": fake_labels} if capability(metric, "needs_labels", kind="metric") else {}
 
     source = None
     if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):

@@ -87,11 +87,9 @@ def test_refuses_other_data_and_tiny_references():
         metric(k=5).bind(data=data_spec(size=4))
 
 
-def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, monkeypatch):
-    import ganforge.components.metrics.inception as inception
+def test_evaluate_cli_scores_a_tiny_run_without_inception(cli, tmp_path, no_inception):
     from support import TINY
 
-    monkeypatch.setattr(inception, "load_inception", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     out = tmp_path / "run"
     trained = cli("train", TINY, "--out", out, "--steps", "1", "--device", "cpu", "--set", "train.batch_size=4",
                   "--set", "data.size=64", "--set", "train.sample_every=1000")

@@ -16,6 +16,8 @@ from torch.nn import functional as F
 
 from ganforge.registry import register
 
+from .full_precision import without_autocast
+
 __all__ = ["MinibatchStdDev"]
 
 
@@ -47,11 +49,9 @@ class MinibatchStdDev(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         # The spread is a small difference of large sums: autocast would run the class sums' matrix
         # products in bf16, so it is computed in fp32 whatever the autocast setting.
-        kind = x.device.type
-        if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
-            with torch.autocast(kind, enabled=False):
-                return torch.cat([x, self._maps(x, labels)], dim=1)
-        return torch.cat([x, self._maps(x, labels)], dim=1)
+        with without_autocast(x):
+            maps = self._maps(x, labels)
+        return torch.cat([x, maps], dim=1)
 
     def _maps(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.by_class and labels is not None and self.num_classes > 0:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import _SpectralNorm
 
+from .full_precision import autocast_enabled, without_autocast
+
 __all__ = [
     "SpectralNormParametrization",
     "FP32SpectralNorm",
@@ -45,9 +47,8 @@ class FP32SpectralNorm(_SpectralNorm):
         super()._power_method(weight_mat, n_power_iterations)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        kind = weight.device.type
-        if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
-            with torch.autocast(kind, enabled=False):
+        if autocast_enabled(weight):
+            with without_autocast(weight):
                 return super().forward(weight.float())
         return super().forward(weight)
 
