@@ -48,11 +48,11 @@ def stand_in(tmp_path_factory) -> Path:
     """A TorchScript file standing in for the Inception network (see support.tiny_features_module)."""
     import torch
 
-    from support import tiny_features_module
+    from support import save_torchscript, tiny_features_module
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
-    torch.jit.save(torch.jit.script(tiny_features_module()), str(path))
+    save_torchscript(tiny_features_module(), path)
     return path
 
 

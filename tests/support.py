@@ -35,6 +35,21 @@ def tiny_features_module():  # -> torch.nn.Module
     return TinyFeatures()
 
 
+def save_torchscript(module, path) -> None:
+    """Write ``module`` as TorchScript, the format of the bundled Inception file our loader reads.
+
+    torch 2.14 marks ``torch.jit.script``/``save`` deprecated (FutureWarning) in favour of
+    ``torch.export``; the stand-ins must stay TorchScript for as long as the shipped weights are.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
+        torch.jit.save(torch.jit.script(module), str(path))
+
+
 def assert_clean_failure(result, *, mentions: tuple[str, ...] = (), seconds: float | None = None,
                          elapsed: float | None = None) -> str:
     """The hostile-input contract: exit 2, exactly one line on stderr, no traceback.

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 
-from support import TINY, tiny_features_module
+from support import TINY, save_torchscript, tiny_features_module
 
 
 def _weights_and_vectors(network: nn.Module) -> list[tuple[torch.Tensor, _SpectralNorm]]:
@@ -192,7 +192,7 @@ def test_sample_and_evaluate_with_standing_statistics(cli, trained, tmp_path):
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "plain.png").read_bytes()
 
     inception = tmp_path / "features.pt"
-    torch.jit.save(torch.jit.script(tiny_features_module()), str(inception))
+    save_torchscript(tiny_features_module(), inception)
     result = cli("evaluate", run, "--n", "16", "--metrics", "kid", "--inception", inception, "--device", "cpu",
                  "--batch-size", "8", "--standing-stats", "1")
     assert result.exit_code == 0, result.stderr

@@ -19,7 +19,7 @@ import torch
 from ganforge.errors import GanforgeError
 from ganforge.registry import register
 from ganforge.commands.study.variants import check_variants, parse_study_variant, study_variants
-from support import BLUEPRINTS, ROOT, TINY
+from support import BLUEPRINTS, ROOT, TINY, save_torchscript
 
 FAST = ["--steps", "2", "--device", "cpu", "--set", "train.batch_size=8", "--set", "data.size=64",
         "--set", "train.checkpoint_every=2", "--set", "train.sample_every=1000", "--set", "train.log_every=1"]
@@ -68,7 +68,7 @@ def quick_on_shared_cores():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "stand_in.pt"  # 2×2 pooled colours as "features"
-    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())), str(path))
+    save_torchscript(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten()), path)
     return path
 
 

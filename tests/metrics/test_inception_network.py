@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from support import ROOT
+from support import ROOT, save_torchscript
 from ganforge.errors import GanforgeError
 from ganforge.components.metrics import inception
 from ganforge.components.metrics.inception import InceptionFeatures, find_inception_weights, load_inception
@@ -103,7 +103,7 @@ class TinyWithLogits(torch.nn.Module):
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_user_file_with_logits(tmp_path):
     path = tmp_path / "with_logits.pt"
-    torch.jit.save(torch.jit.script(TinyWithLogits()), str(path))
+    save_torchscript(TinyWithLogits(), path)
     net = InceptionFeatures(weights=path, device="cpu")
     assert net.has_logits and "user-supplied" in net.description and "with logits" in net.description
     feats, logits = net.forward_with_logits(torch.zeros(2, 3, 8, 8))

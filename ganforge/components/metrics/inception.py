@@ -112,7 +112,8 @@ class InceptionFeatures(torch.nn.Module):
         self.weights = Path(weights)
         self.device = torch.device(device)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+            # torch.jit.load's deprecation notice: the bundled weights are TorchScript.
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
             try:
                 self.net = torch.jit.load(str(self.weights), map_location=self.device)
             except Exception as err:  # a corrupt or non-TorchScript file
