@@ -59,7 +59,7 @@ def custom():
 @pytest.fixture(scope="module")
 def custom_run(custom, tmp_path_factory):
     """Two steps of tiny on ``toy_squares``, trained through ``train(registry=custom)``."""
-    from ganforge.engine.run import train
+    from ganforge.commands.train import train
 
     out = tmp_path_factory.mktemp("runs") / "toy"
     step = train(str(TINY), overrides=[*FAST, "data={type: toy_squares, resolution: 16, num_classes: 4, size: 64}"],
@@ -76,6 +76,7 @@ def test_the_global_registry_lacks_the_toy_components(custom):
         assert custom.get(kind, name) is not None
         with pytest.raises(GanforgeError):
             default_registry().get(kind, name)
+
 
 
 def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run):
@@ -156,7 +157,7 @@ def build_run_calls(monkeypatch):
 
 
 def test_inspect_and_train_build_through_build_run(cli, build_run_calls, monkeypatch, tmp_path):
-    from ganforge.engine import run as run_module
+    from ganforge.commands import train as run_module
     from ganforge.engine.build import build_run
 
     result = cli("inspect", TINY, "--set", "train.batch_size=8", "--format", "json")
@@ -176,7 +177,7 @@ def test_inspect_and_train_build_through_build_run(cli, build_run_calls, monkeyp
     run_module.train(str(TINY), overrides=["train.batch_size=8"], out=str(tmp_path / "r"), steps=1, resume=False,
                      device="cpu", seed=None)
     assert build_run_calls == [(str(TINY), ["train.batch_size=8"])]
-    assert _describe(seen[0]["assembly"], seen[0]["plan"]) == _describe(spec.assembly, spec.plan)
+    assert _describe(seen[0]["spec"].assembly, seen[0]["spec"].plan) == _describe(spec.assembly, spec.plan)
 
 
 def test_benchmark_reads_the_blueprint_once(cli, build_run_calls, monkeypatch):
@@ -209,14 +210,14 @@ def test_synthetic_trainer_repeats_one_batch_without_patching_the_stream(tmp_pat
 
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8"], placement=place_process("cpu"),
                             out=tmp_path, data="synthetic")
-    assert trainer.stream.repeat and "next" not in vars(trainer.stream)
-    assert type(trainer.stream).next is DataStream.next
-    first = trainer.stream.next()
-    assert trainer.stream.next() is first
+    assert trainer.update.stream.repeat and "next" not in vars(trainer.update.stream)
+    assert type(trainer.update.stream).next is DataStream.next
+    first = trainer.update.stream.next()
+    assert trainer.update.stream.next() is first
     assert trainer.loaded.blueprint.data.type == "procedural" and trainer.train.num_workers == 0
     real = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64"], placement=place_process("cpu"),
                          out=tmp_path / "real", data="real")
-    assert not real.stream.repeat and real.stream.next()[0] is not real.stream.next()[0]
+    assert not real.update.stream.repeat and real.update.stream.next()[0] is not real.update.stream.next()[0]
 
 
 def test_metric_binding_uses_the_runs_registry():

@@ -58,13 +58,13 @@ def trained(tmp_path_factory):
 def test_ema_update_copies_batch_norm_statistics_not_singular_vectors(trained):
     from ganforge.components.layers.spectral_norm import buffers_outside_spectral_norm, spectral_norm_modules
 
-    ema_vectors = [buffer.clone() for sn in spectral_norm_modules(trained.ema) for buffer in sn.buffers()]
+    ema_vectors = [buffer.clone() for sn in spectral_norm_modules(trained.update.ema) for buffer in sn.buffers()]
     trained.train_step()
-    after = [buffer for sn in spectral_norm_modules(trained.ema) for buffer in sn.buffers()]
+    after = [buffer for sn in spectral_norm_modules(trained.update.ema) for buffer in sn.buffers()]
     assert all(torch.equal(a, b) for a, b in zip(ema_vectors, after))
-    live = [buffer for sn in spectral_norm_modules(trained.generator) for buffer in sn.buffers()]
+    live = [buffer for sn in spectral_norm_modules(trained.update.generator) for buffer in sn.buffers()]
     assert not all(torch.equal(a, b) for a, b in zip(after, live))
-    statistics = list(zip(buffers_outside_spectral_norm(trained.ema), buffers_outside_spectral_norm(trained.generator)))
+    statistics = list(zip(buffers_outside_spectral_norm(trained.update.ema), buffers_outside_spectral_norm(trained.update.generator)))
     assert statistics and all(torch.equal(a, b) for a, b in statistics)
 
 
@@ -73,23 +73,26 @@ def test_ema_generator_samples_and_evaluates_with_its_own_converged_sigma(traine
     from ganforge.commands import evaluation
     from ganforge.components.layers.spectral_norm import spectral_norm_modules
 
-    for sn in spectral_norm_modules(trained.ema):  # stale vectors, as between samplings
+    for sn in spectral_norm_modules(trained.update.ema):  # stale vectors, as between samplings
         sn._u.copy_(torch.nn.functional.normalize(torch.randn_like(sn._u), dim=0))
         sn._v.copy_(torch.nn.functional.normalize(torch.randn_like(sn._v), dim=0))
     seen = []
 
     def fake_evaluate(network, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(network)
-        assert_own_converged_sigma(network, trained.generator)
+        assert_own_converged_sigma(network, trained.update.generator)
         return evaluation.Evaluation(values={})
 
     if use == "samples":
-        trained._save_samples(*trained._fixed_sample_inputs())
-        assert_own_converged_sigma(trained.ema, trained.generator)
+        trained.save_samples(trained.fixed_sample_inputs())
+        assert_own_converged_sigma(trained.update.ema, trained.update.generator)
     else:
+        from ganforge.commands.train import evaluator
+
         monkeypatch.setattr(evaluation, "evaluate_generator", fake_evaluate)
-        trained._evaluate(None)
-        assert seen == [trained.ema]
+        monkeypatch.setattr(trained, "evaluator", evaluator(trained.train))  # what ganforge train passes
+        trained.evaluate(None)
+        assert seen == [trained.update.ema]
 
 
 def test_restored_ema_generator_gets_its_own_vectors(trained, tmp_path):

@@ -34,9 +34,9 @@ def test_joint_discriminator_pass_equals_two_passes(tmp_path):
     states = []
     for joint in ("true", "false"):
         trainer = _trainer(tmp_path / joint, f"train.joint_d_pass={joint}")
-        assert trainer.joint_d_pass is (joint == "true")
-        losses = [trainer.discriminator_step() for _ in range(3)]
-        states.append((losses, trainer.discriminator.state_dict()))
+        assert trainer.update.joint_d_pass is (joint == "true")
+        losses = [trainer.update.d_update() for _ in range(3)]
+        states.append((losses, trainer.update.discriminator.state_dict()))
     (joint_losses, joint_state), (split_losses, split_state) = states
     torch.testing.assert_close(torch.stack(joint_losses), torch.stack(split_losses), rtol=1e-5, atol=1e-6)
     assert joint_state.keys() == split_state.keys()
@@ -45,9 +45,9 @@ def test_joint_discriminator_pass_equals_two_passes(tmp_path):
 
 
 def test_a_batch_dependent_discriminator_keeps_two_passes(tmp_path):
-    from ganforge.engine.trainer import _batch_dependent
+    from ganforge.engine.step import batch_dependent as _batch_dependent
 
-    assert not _batch_dependent(_trainer(tmp_path / "a").discriminator)
+    assert not _batch_dependent(_trainer(tmp_path / "a").update.discriminator)
     assert _batch_dependent(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)))
 
     class MinibatchStd(torch.nn.Module):
@@ -59,9 +59,9 @@ def test_a_batch_dependent_discriminator_keeps_two_passes(tmp_path):
 def test_fp32_means_fp32_and_tf32_is_its_own_setting(tmp_path):
     for tf32 in (False, True):
         trainer = _trainer(tmp_path / str(tf32), "train.precision=fp32", f"train.tf32={str(tf32).lower()}")
-        trainer.cuda = True  # the flags are only touched on CUDA; check what they would be set to
+        trainer.runtime.cuda = True  # the flags are only touched on CUDA; check what they would be set to
         torch.backends.cuda.matmul.allow_tf32 = not tf32
-        with trainer._backend_flags():
+        with trainer.runtime.backend_flags():
             assert torch.backends.cuda.matmul.allow_tf32 is tf32
             assert torch.backends.cudnn.allow_tf32 is tf32
             assert torch.backends.cudnn.benchmark is True
@@ -70,13 +70,13 @@ def test_fp32_means_fp32_and_tf32_is_its_own_setting(tmp_path):
 
 def test_deterministic_turns_off_cudnn_autotuning(tmp_path):
     trainer = _trainer(tmp_path, "train.deterministic=true")
-    trainer.cuda = True
-    with trainer._backend_flags():
+    trainer.runtime.cuda = True
+    with trainer.runtime.backend_flags():
         assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
 
 
 def test_plain_optimizer_is_the_per_parameter_loop(tmp_path):
     plain = _trainer(tmp_path / "plain", "train.fused_optimizer=false")
-    assert plain.g_opt.defaults["foreach"] is False and not plain.g_opt.defaults["fused"]
+    assert plain.update.g_opt.defaults["foreach"] is False and not plain.update.g_opt.defaults["fused"]
     default = _trainer(tmp_path / "default")
-    assert default.g_opt.defaults["foreach"] is None  # torch picks (fused on CUDA is set explicitly)
+    assert default.update.g_opt.defaults["foreach"] is None  # torch picks (fused on CUDA is set explicitly)

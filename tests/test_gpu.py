@@ -163,8 +163,8 @@ def test_standing_statistics_on_cuda_match_the_cpu(tmp_path):
     from ganforge.engine.distributed import place_process
 
     trainer = build_trainer(str(TINY), overrides=[], placement=place_process("cpu"), out=tmp_path, data="real")
-    nets = [trainer.generator, copy.deepcopy(trainer.generator).cuda()]
-    settings = dict(passes=3, latent_dim=trainer.latent_dim, num_classes=trainer.num_classes, sample_seed=0,
+    nets = [trainer.update.generator, copy.deepcopy(trainer.update.generator).cuda()]
+    settings = dict(passes=3, latent_dim=trainer.update.latent_dim, num_classes=trainer.update.num_classes, sample_seed=0,
                     batch_size=16)
     seeded_standing_statistics(nets[0], device="cpu", **settings)
     seeded_standing_statistics(nets[1], device="cuda", **settings)

@@ -57,7 +57,7 @@ def test_one_power_iteration_per_update(tmp_path, monkeypatch, accumulation):
         return original(self, weight_mat, n_power_iterations)
 
     monkeypatch.setattr(_SpectralNorm, "_power_method", counting)
-    d_layers, g_layers = _layers(trainer.discriminator), _layers(trainer.generator)
+    d_layers, g_layers = _layers(trainer.update.discriminator), _layers(trainer.update.generator)
     start = {id(sn): sn._v.clone() for _, sn in d_layers + g_layers}
     trainer.train_step()
 

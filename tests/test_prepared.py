@@ -227,7 +227,7 @@ def test_cli_prepare(cli, images, tmp_path):
 
 def test_readme_override_turns_sagan_imagenet128_to_prepared(cli, images, tmp_path):
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.engine.run import build_dataset
+    from ganforge.engine.build import build_dataset
 
     out = tmp_path / "p128"
     prepare(images, out=out, resolution=128, workers=1, progress=False)

@@ -39,7 +39,7 @@ def _trainer(out, extra=(), *, steps=8, resume=False):
                             placement=place_process("cpu"), out=out, data="real")
     trainer.options.steps, trainer.options.resume = steps, resume
     seen: dict[str, list[float]] = {"generator": [], "discriminator": []}
-    for role, opt in (("generator", trainer.g_opt), ("discriminator", trainer.d_opt)):
+    for role, opt in (("generator", trainer.update.g_opt), ("discriminator", trainer.update.d_opt)):
         opt.register_step_pre_hook(lambda o, args, kwargs, role=role: seen[role].append(o.param_groups[0]["lr"]))
     return trainer, seen
 

@@ -66,9 +66,9 @@ def test_logged_losses_are_the_mean_over_micro_batches(tmp_path):
     trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "data.size=64", "train.grad_accumulation=2",
                                                   "train.log_every=1"], placement=place_process("cpu"), out=tmp_path,
                             data="real")
-    assert not trainer.regularizers and trainer.plan.d_steps == 1  # so D's loss is the loss's own value
+    assert not trainer.update.regularizers and trainer.update.plan.d_steps == 1  # so D's loss is the loss's own value
     seen: dict[str, list[float]] = {"d": [], "g": []}
-    loss = trainer.loss
+    loss = trainer.update.loss
     d_loss, g_loss = loss.discriminator_loss, loss.generator_loss
 
     def spy_d(**kwargs):  # type: ignore[no-untyped-def]

@@ -145,8 +145,8 @@ def test_tables_hold_mean_and_std_over_seeds(study):
 
 
 def test_rerun_keeps_finished_runs_and_resumes_an_interrupted_one(study, stand_in, tmp_path, monkeypatch):
-    import ganforge.engine.run as training_run
-    from ganforge.engine.trainer import Trainer
+    import ganforge.commands.train as training_run
+    import ganforge.engine.loop as loop
 
     out = tmp_path / "copy"
     shutil.copytree(study[0], out)
@@ -160,8 +160,11 @@ def test_rerun_keeps_finished_runs_and_resumes_an_interrupted_one(study, stand_i
         return real_train(blueprint, **kwargs)
 
     monkeypatch.setattr(training_run, "train", spy)
+    class Requested(loop.StopRequest):  # as if Ctrl-C came during step 1
+        requested = property(lambda self: True, lambda self, value: None)
+
     with monkeypatch.context() as patch:  # as Ctrl-C does: the trainer checkpoints and stops after step 1
-        patch.setattr(Trainer, "_stop_agreed", lambda self: self.step >= 1)
+        patch.setattr(loop, "StopRequest", Requested)
         stopped = invoke(study_args(out, stand_in))
     assert stopped.exit_code == 0, stopped.stderr
     assert calls == [("no-attention/seed-1", True)]
@@ -187,7 +190,7 @@ def test_rerun_keeps_finished_runs_and_resumes_an_interrupted_one(study, stand_i
 
 
 def test_a_diverged_run_is_recorded_and_the_study_goes_on(study, stand_in, tmp_path, monkeypatch):
-    import ganforge.engine.run as training_run
+    import ganforge.commands.train as training_run
     from ganforge.engine.trainer import TrainingDiverged
 
     out = tmp_path / "copy"

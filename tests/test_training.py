@@ -237,12 +237,12 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"),
                                    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ...")])
 def test_batch_that_does_not_fit_is_a_clear_error(cli, tmp_path, monkeypatch, error):
-    from ganforge.engine.trainer import Trainer
+    from ganforge.engine.step import GANUpdate
 
     def too_big(self):
         raise error
 
-    monkeypatch.setattr(Trainer, "train_step", too_big)
+    monkeypatch.setattr(GANUpdate, "train_step", too_big)
     result = cli("train", TINY, "--out", tmp_path / "run", "--device", "cpu", *FAST, "--steps", "2")
     assert result.exit_code == 2
     assert "train.batch_size" in result.stderr and "does not fit" in result.stderr
@@ -293,7 +293,7 @@ def test_two_cpu_runs_of_one_seed_are_identical_on_two_threads(tmp_path):
         trainer = build_trainer(str(TINY), placement=place_process("cpu"), out=tmp_path / next(folders), data="real")
         for _ in range(3):
             trainer.train_step()
-        return {**trainer.generator.state_dict(),
-                **{f"D.{k}": v for k, v in trainer.discriminator.state_dict().items()}}
+        return {**trainer.update.generator.state_dict(),
+                **{f"D.{k}": v for k, v in trainer.update.discriminator.state_dict().items()}}
 
     assert_identical(*on_threads(2, three_steps, times=2))

@@ -163,12 +163,17 @@ def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str]
             for index, trainer in enumerate(trainers):
                 clock = _Clock(dev)
                 start = time.perf_counter()
+                update = trainer.update  # the step itself, its halves timed apart
                 for _ in range(steps):
                     clock.mark()
-                    trainer.train_step(between=clock.mark)
+                    update.begin_step()
+                    update.d_update()
+                    clock.mark()
+                    update.g_update()
+                    update.end_step()
                 clock.mark()
                 _sync(dev)
-                images = steps * trainer.train.batch_size * trainer.plan.d_steps
+                images = steps * trainer.train.batch_size * trainer.update.plan.d_steps
                 rates[index].append(images / (time.perf_counter() - start))
                 halves[index].extend(clock.halves())
         peak = matmul_peak_tflops(dev) if dev.type == "cuda" else None
@@ -177,7 +182,7 @@ def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str]
         row = Row(variant=variant.name, overrides=variant.overrides, batch_size=trainer.train.batch_size,
                   images_per_s=rate, d_ms=statistics.median(h[0] for h in half) * 1e3,
                   g_ms=statistics.median(h[1] for h in half) * 1e3, peak_memory_bytes=memory,
-                  flops_per_step=flop, d_steps=trainer.plan.d_steps, matmul_peak_tflops=peak)
+                  flops_per_step=flop, d_steps=trainer.update.plan.d_steps, matmul_peak_tflops=peak)
         rows.append(row)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.machine()})"
     settings = {"blueprint": blueprint if isinstance(blueprint, str) else str(loaded.file), "overrides": overrides, "steps": steps, "repeats": repeats,

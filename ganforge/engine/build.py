@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+
+from ..errors import GanforgeError
 
 if TYPE_CHECKING:
     from ..assembly import Assembly
     from ..blueprint.schema import Blueprint
     from ..blueprint.validation import LoadedBlueprint
     from .distributed import Placement
-    from .trainer import Trainer
+    from .trainer import Evaluator, Trainer
     from ..registry import Registry
     from .planning import TrainingPlan
 
@@ -74,16 +76,18 @@ def synthetic_data_overrides(loaded: LoadedBlueprint) -> list[str]:
 def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placement: Placement, out: Path,
                   overrides: Iterable[str] = (), registry: Registry | None = None,
                   data: Literal["synthetic", "real"] = "real", seed: int = 0, steps: int = 10**9,
-                  resume: bool = False, progress: bool = False,
-                  report: Callable[[str], None] | None = None) -> Trainer:
+                  steps_given: bool = True, resume: bool = False, progress: bool = False,
+                  report: Callable[[str], None] | None = None, dataset: Any = None,
+                  evaluate: Evaluator | None = None) -> Trainer:
     """A Trainer for ``blueprint`` (a path, a loaded blueprint, or a built ``RunSpec``) in ``out``.
 
     ``data="synthetic"`` swaps the dataset for procedural images of the same shape and repeats one
     batch (``DataStream.repeat``), so a step measures the model alone; ``"real"`` reads the
-    blueprint's own dataset. Reports are dropped unless ``report`` is given.
+    blueprint's own dataset (``dataset``, when the caller built it already). Reports are dropped
+    unless ``report`` is given; ``evaluate`` is what ``train.eval_every`` calls (``ganforge train``
+    passes the evaluation library's).
     """
     from .trainer import Trainer, TrainOptions
-    from .run import build_dataset
 
     if data not in ("synthetic", "real"):
         raise ValueError(f"data must be 'synthetic' or 'real', not {data!r}")
@@ -96,16 +100,31 @@ def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placemen
         run = given
     else:
         run = build_run(loaded, overrides=synthetic, registry=registry)
-    trainer = Trainer(assembly=run.assembly, plan=run.plan, registry=run.registry,
-                      dataset=build_dataset(run.loaded, run.registry),
-                      options=TrainOptions(out=Path(out), steps=steps, seed=seed, resume=resume, progress=progress),
-                      placement=placement, report=report or _quiet)
-    trainer.stream.repeat = data == "synthetic"  # set before the first batch is read
+    if dataset is None or run is not given:
+        dataset = build_dataset(run.loaded, run.registry)
+    options = TrainOptions(out=Path(out), steps=steps, seed=seed, resume=resume, progress=progress,
+                           steps_given=steps_given)
+    trainer = Trainer(assembly=run.assembly, plan=run.plan, registry=run.registry, dataset=dataset, options=options,
+                      placement=placement, report=report or _quiet, evaluate=evaluate)
+    trainer.update.stream.repeat = data == "synthetic"  # set before the first batch is read
     return trainer
+
+
+def build_dataset(loaded: LoadedBlueprint, registry: Registry) -> Any:
+    """The blueprint's dataset; a missing or empty ``data.root`` is reported here, before any model."""
+    bp = loaded.blueprint
+    component = registry.get("dataset", bp.data.type)
+    try:
+        dataset = component.build(bp.data.component_settings())
+    except GanforgeError as err:
+        raise GanforgeError(f"{loaded.file}: data: {err}") from None
+    if len(dataset) == 0:
+        raise GanforgeError(f"{loaded.file}: data: the dataset is empty (check data.root)")
+    return dataset
 
 
 def _quiet(message: str) -> None:
     del message
 
 
-__all__ = ["RunSpec", "build_run", "build_trainer", "load_run_blueprint", "synthetic_data_overrides"]
+__all__ = ["RunSpec", "build_dataset", "build_run", "build_trainer", "load_run_blueprint", "synthetic_data_overrides"]

@@ -28,7 +28,7 @@ def measure_loader_of(blueprint: str, *, overrides: list[str], repeats: int, war
     from ..blueprint.validation import load_blueprint
     from ..components.data.throughput import measure_loader
     from ..registry import default_registry
-    from .run import build_dataset
+    from .build import build_dataset
 
     loaded = load_blueprint(blueprint, overrides)
     bp = loaded.blueprint

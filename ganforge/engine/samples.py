@@ -30,13 +30,19 @@ def writing(path: Path, what: str, *, note: str | Callable[[], str] = "") -> Ite
         raise GanforgeError(message + (f"; {text}" if text else "")) from None
 
 
+def column_classes(n: int, num_classes: int, columns: int, *, start: int = 0,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels of images ``start``..``start+n-1`` of a grid ``columns`` wide: column c shows class c mod num_classes."""
+    return ((torch.arange(start, start + n) % columns) % num_classes).to(device)
+
+
 def grid_columns(n: int, num_classes: int = 0) -> int:
     """Columns of a grid of ``n`` images, chosen so that every row is full.
 
     The smallest divisor of ``n`` not below sqrt(n) (32 → 8×4, 64 → 8×8, 7 → one row of 7). When
     that shape is more elongated than 4:1 and wider than 16 (n prime or twice a prime, e.g. 34),
     it falls back to ceil(sqrt(n)) columns with a shorter last row. A class-conditional grid
-    (``num_classes`` > 0) shows one class per column (see ``generation.column_classes``); when
+    (``num_classes`` > 0) shows one class per column (see ``column_classes``); when
     there are more classes than those columns and ``num_classes`` divides ``n`` into a shape no
     more elongated than 4:1, it uses one column per class instead (40 images, 10 classes → 10×4).
     """

@@ -57,7 +57,7 @@ def test_copies_give_zero_spread_and_the_channel_is_inferred():
 
 
 def test_engine_never_mixes_real_and_fake_in_one_pass():
-    from ganforge.engine.trainer import _batch_dependent
+    from ganforge.engine.step import batch_dependent as _batch_dependent
 
     assert _batch_dependent(torch.nn.Sequential(build()))
 

@@ -102,7 +102,7 @@ def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, st
     """
     from ...engine.checkpoints import list_checkpoints, step_of
     from ...engine.trainer import TrainingDiverged
-    from ...engine.run import train
+    from ..train import train
 
     try:
         step = train(blueprint, overrides=overrides, out=str(folder), steps=steps, resume=True, device=device,

@@ -1,0 +1,138 @@
+"""The machine under a run: device, precision, backend flags, DDP, compile and the rank vote.
+
+The step and the loop stay plain PyTorch: they ask this module for a network's two views, for
+autocast and for the backend flags, and never branch on CUDA, DDP or compile themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .distributed import Placement, any_rank
+
+if TYPE_CHECKING:
+    from ..blueprint.schema import TrainSpec
+
+
+@dataclass
+class NetworkViews:
+    """One network as the step uses it.
+
+    ``module`` is the network itself (weights, state dict, ``frozen_normalisation``). ``update`` is
+    the pass whose gradients are this network's own update (DDP hooks, compiled); ``plain`` is a
+    pass that needs no DDP hooks (generated images in the D step, D inside the G step), compiled
+    too, since under torch.compile every pass must be or half the work runs eagerly.
+    """
+
+    module: nn.Module
+    update: nn.Module
+    plain: nn.Module
+
+
+class Runtime:
+    """Device, autocast, backend flags, DDP and compile for one process of a run."""
+
+    def __init__(self, *, train: "TrainSpec", placement: Placement,
+                 report: Callable[[str], None] = print) -> None:
+        self.train, self.placement, self.report = train, placement, report
+        self.device = placement.device
+        self.cuda = self.device.type == "cuda"
+        self._vote_group: Any = None
+
+    # -- networks -------------------------------------------------------------------------
+    def place(self, network: nn.Module) -> nn.Module:
+        """SyncBN across processes and channels-last memory, as the blueprint asks."""
+        if self.train.sync_batchnorm and self.placement.distributed and not self.cuda:
+            self.report("train.sync_batchnorm: PyTorch's SyncBatchNorm needs CUDA; ignored on CPU")
+        elif self.train.sync_batchnorm and self.placement.distributed:
+            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        if self.cuda and self.train.channels_last:
+            network.to(memory_format=torch.channels_last)
+        return network
+
+    def views(self, network: nn.Module) -> NetworkViews:
+        update, plain = network, network
+        if self.placement.distributed:
+            update = DistributedDataParallel(network, device_ids=[self.device.index] if self.cuda else None)
+        if self.train.compile:
+            # Static shapes: a run sees a handful of batch sizes (D's joint pass is twice G's), each
+            # worth its own specialised graph; dynamic shapes would trade speed for fewer compiles.
+            compile = functools.partial(torch.compile, mode=self.train.compile_mode, dynamic=False)
+            plain = compile(network)
+            update = compile(update) if self.placement.distributed else plain
+        return NetworkViews(module=network, update=update, plain=plain)
+
+    def optimizer(self, make: Callable[..., torch.optim.Optimizer], network: nn.Module) -> torch.optim.Optimizer:
+        if not self.train.fused_optimizer:  # the plain per-parameter loop of the reference implementations
+            return make(network.parameters(), fused=None, foreach=False)
+        return make(network.parameters(), fused=True if self.cuda else None)
+
+    @staticmethod
+    def no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, gradients of all but the last micro-batch need no all-reduce."""
+        if skip and isinstance(module, DistributedDataParallel):
+            return module.no_sync()
+        return contextlib.nullcontext()
+
+    # -- numerics -------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cuda and self.train.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def backend_flags(self) -> Iterator[None]:
+        """TF32 and cuDNN autotuning as the blueprint says, for training, evaluation and sampling alike.
+
+        Set around each use and put back after, so that benchmark variants in one process differ.
+        """
+        if not self.cuda:
+            yield
+            return
+        matmul = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.train.tf32
+        deterministic = self.train.deterministic
+        try:
+            with torch.backends.cudnn.flags(enabled=True, benchmark=not deterministic, deterministic=deterministic,
+                                            allow_tf32=self.train.tf32):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+
+    # -- data -----------------------------------------------------------------------------
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images = images.to(self.device, non_blocking=True)
+        if self.cuda and self.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, (None if labels is None else labels.to(self.device, non_blocking=True))
+
+    # -- processes ------------------------------------------------------------------------
+    def agree(self, flag: bool) -> bool:
+        """Whether any rank raised ``flag``; every rank must call it at the same step.
+
+        The vote runs over a CPU (gloo) group: it costs microseconds and never waits for the GPU.
+        """
+        if not self.placement.distributed:
+            return flag
+        if self._vote_group is None:
+            self._vote_group = torch.distributed.new_group(backend="gloo")
+        return any_rank(flag, self.placement, group=self._vote_group)
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order (just ``[value]`` in one process)."""
+        if not self.placement.distributed:
+            return [value]
+        values = [None] * self.placement.world_size
+        torch.distributed.all_gather_object(values, value)
+        return values
+
+    def barrier(self) -> None:
+        if self.placement.distributed:
+            torch.distributed.barrier()

@@ -1,0 +1,260 @@
+"""The GAN update: ``plan.d_steps`` discriminator updates, one generator update, then the EMA.
+
+Nothing here knows an architecture: the loss, regularisers and update plan come from the
+blueprint, and the networks are opaque ``(x, labels) -> tensor`` modules. Device, precision,
+DDP and compile come from the ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+
+from ..components.layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
+from ..contracts import capability
+from .data_stream import DataStream
+from ..components.optim.update_rules import TrainingPlan
+from .runtime import Runtime
+from .seeding import derive_seed
+
+if TYPE_CHECKING:
+    from ..assembly import Assembly
+    from ..registry import Registry
+
+
+class GANUpdate:
+    """Networks, optimisers, loss, regularisers, EMA and the data they train on, for one process."""
+
+    def __init__(self, *, assembly: "Assembly", plan: TrainingPlan, registry: "Registry", dataset: Any,
+                 runtime: Runtime, seed: int, total_steps: Callable[[], int] = lambda: 10**9) -> None:
+        self.loaded = assembly.loaded
+        bp = self.loaded.blueprint
+        self.train, self.plan, self.runtime = bp.train, plan, runtime
+        self.device = runtime.device
+        self.num_classes = bp.data.num_classes
+        self.latent_dim = bp.generator.latent_dim
+        placement = runtime.placement
+        self.micro_batch = _micro_batch(self.loaded, placement.world_size)
+        self.stream = DataStream(dataset, batch_size=self.micro_batch, seed=seed, rank=placement.rank,
+                                 world_size=placement.world_size, num_workers=self.train.num_workers,
+                                 pin_memory=runtime.cuda)
+        generator = runtime.place(assembly.generator.build(self.device))
+        discriminator = runtime.place(assembly.discriminator.build(self.device))
+        self.ema = None if plan.ema_decay is None else copy.deepcopy(generator).eval().requires_grad_(False)
+
+        # Real and generated images share one D pass when nothing in D mixes images of a batch.
+        self.joint_d_pass = self.train.joint_d_pass and not batch_dependent(discriminator)
+        self.loss = registry.get("loss", bp.loss.type).build(bp.loss.settings)
+        self.regularizers = [registry.get("regularizer", r.type).build(r.settings) for r in bp.regularizers]
+        self.g_opt = runtime.optimizer(self._make_optimizer(registry, "generator"), generator)
+        self.d_opt = runtime.optimizer(self._make_optimizer(registry, "discriminator"), discriminator)
+        self.g, self.d = runtime.views(generator), runtime.views(discriminator)
+
+        self.noise = torch.Generator(self.device).manual_seed(derive_seed(seed, placement.rank))
+        self.step = 0
+        self.total_steps = total_steps  # what learning-rate schedules count towards (the run's --steps)
+        self.images_seen = 0
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.g.module
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.d.module
+
+    def _make_optimizer(self, registry: "Registry", role: str) -> Callable[..., torch.optim.Optimizer]:
+        choice = self.plan.optimizers[role]
+        return registry.get("optimizer", choice.name).build(choice.settings)
+
+    # -- one step -------------------------------------------------------------------------
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole step (schedules, D updates, G update, EMA); returns D's and G's losses.
+
+        A loss is its update's mean over the micro-batches (the last D update's, when there are several).
+        """
+        self.begin_step()
+        d_loss = self.d_update()
+        g_loss = self.g_update()
+        self.end_step()
+        return d_loss, g_loss
+
+    def begin_step(self) -> None:
+        for hook in self.plan.step_hooks:  # update rules' per-step hooks (lr_schedule), pure in the step
+            hook(self.step, self.total_steps(), {"generator": self.g_opt, "discriminator": self.d_opt})
+
+    def end_step(self) -> None:
+        self.step += 1
+        self._update_ema()
+
+    def d_update(self) -> torch.Tensor:
+        """``plan.d_steps`` updates of D on real and generated batches; returns the last update's loss."""
+        self.generator.train()
+        self.discriminator.train()
+        self.discriminator.requires_grad_(True)
+        with self.runtime.backend_flags():
+            for _ in range(self.plan.d_steps):
+                self.d_opt.zero_grad(set_to_none=True)
+                d_loss = self._accumulate(self._discriminator_loss, self.d.update)
+                self.d_opt.step()
+        return d_loss
+
+    def g_update(self) -> torch.Tensor:
+        """One update of G through a frozen D (no power iteration, no D gradients); returns the loss."""
+        self.discriminator.requires_grad_(False)
+        with self.runtime.backend_flags():
+            self.g_opt.zero_grad(set_to_none=True)
+            g_loss = self._accumulate(self._generator_loss, self.g.update)
+            self.g_opt.step()
+        self.discriminator.requires_grad_(True)
+        return g_loss
+
+    # -- the details of one update ---------------------------------------------------------
+    def _accumulate(self, loss_of: Callable[[int, bool], torch.Tensor], module: nn.Module) -> torch.Tensor:
+        """Backpropagate ``loss_of(micro, skip_sync)`` over ``train.grad_accumulation`` micro-batches.
+
+        Each micro-batch's gradient is scaled by 1/n, so their sum is the whole batch's; under DDP
+        only the last one all-reduces. Returns the mean loss over the micro-batches (detached).
+        """
+        accumulate = self.train.grad_accumulation
+        total: torch.Tensor | None = None
+        for micro in range(accumulate):
+            skip_sync = micro < accumulate - 1
+            loss = loss_of(micro, skip_sync)
+            with self.runtime.no_sync(module, skip_sync):
+                (loss / accumulate).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        return total / accumulate  # type: ignore[operator]
+
+    def _discriminator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
+        """D's loss (regularisers included) on one real and one generated micro-batch."""
+        real, labels = self.real_batch()
+        z, fake_labels = self.latents(real.shape[0])
+        with torch.no_grad(), self.runtime.autocast(), _power_iteration_on_first(micro, self.generator):
+            fake = self.g.plain(z, fake_labels)
+        with (self.runtime.autocast(), self.runtime.no_sync(self.d.update, skip_sync),
+              _power_iteration_on_first(micro, self.discriminator)):
+            real_logits, fake_logits = self._discriminator_logits(real, labels, fake, fake_labels)
+        d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(), fake_logits=fake_logits.float())
+        for regularizer in self.regularizers:
+            with self.discriminator.frozen_normalisation():
+                d_loss = d_loss + regularizer(
+                    discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
+                    real=real, fake=fake)
+        self.images_seen += real.shape[0] * self.runtime.placement.world_size
+        return d_loss
+
+    def _discriminator_logits(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
+                              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on the real and the generated images, in one pass where D allows it."""
+        if self.joint_d_pass:
+            # One pass over [real; fake]: the power iteration advances once, and σ from
+            # the updated u/v normalises both halves, exactly as two passes (the second
+            # frozen) would; per-image outputs cannot mix in a batch-independent D.
+            both = self.d.update(torch.cat([real, fake]), _cat_labels(labels, fake_labels))
+            real_logits, fake_logits = both.split([real.shape[0], fake.shape[0]])
+            return real_logits, fake_logits
+        real_logits = self.d.update(real, labels)
+        # The official code's pass on generated images leaves u/v alone.
+        with self.discriminator.frozen_normalisation():
+            fake_logits = self.d.plain(fake, fake_labels)
+        return real_logits, fake_logits
+
+    def _generator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
+        """G's loss on one generated micro-batch, through D with its u/v frozen."""
+        needs_real = capability(self.loss, "generator_needs_real", kind="loss")
+        z, fake_labels = self.latents(self.micro_batch)
+        with self.runtime.autocast(), self.runtime.no_sync(self.g.update, skip_sync):
+            with _power_iteration_on_first(micro, self.generator):
+                fake = self.g.update(z, fake_labels)
+            with self.discriminator.frozen_normalisation():
+                fake_logits = self.d.plain(fake, fake_labels)
+                extra = {}
+                if needs_real:
+                    real, labels = self.real_batch()
+                    extra["real_logits"] = self.d.plain(real, labels).float()
+        return self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
+
+    def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.latent_dim, device=self.device, generator=self.noise)
+        labels = None
+        if self.num_classes > 0:
+            labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=self.noise)
+        return z, labels
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images, labels = self.stream.next()
+        return self.runtime.to_device(images, labels if self.num_classes > 0 else None)
+
+    # -- the EMA generator ----------------------------------------------------------------
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Average G's weights into the EMA generator and copy its batch-norm statistics.
+
+        The running statistics are copied (BigGAN-PyTorch's practice): the EMA generator runs no
+        training passes of its own, and the live generator's statistics come from nearly the same
+        weights; ``--standing-stats`` recomputes them for the EMA weights themselves. Spectral-norm
+        u/v are *not* copied: the live ones are singular vectors of the live weights, not of the
+        averaged ones. The EMA generator gets its own, converged, right before it is used
+        (``sampling_generator``).
+        """
+        if self.ema is None:
+            return
+        ema_params = list(self.ema.parameters())
+        params = list(self.generator.parameters())
+        if self.step < self.plan.ema_start:
+            torch._foreach_copy_(ema_params, params)
+        else:
+            torch._foreach_lerp_(ema_params, params, 1.0 - float(self.plan.ema_decay))  # type: ignore[arg-type]
+        for ema_buffer, buffer in zip(buffers_outside_spectral_norm(self.ema),
+                                      buffers_outside_spectral_norm(self.generator)):
+            ema_buffer.copy_(buffer)
+
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples and evaluates: the EMA one (with converged u/v) when there is one."""
+        if self.ema is None:
+            return self.generator
+        refresh_spectral_norm(self.ema)
+        return self.ema
+
+
+def _micro_batch(loaded: Any, world_size: int) -> int:
+    """Images per process and micro-batch; refuses a batch that does not split evenly."""
+    train = loaded.blueprint.train
+    per_process = train.batch_size // world_size
+    if per_process * world_size != train.batch_size:
+        raise loaded.error(f"batch size {train.batch_size} does not split over {world_size} processes",
+                           "train.batch_size")
+    micro = per_process // train.grad_accumulation
+    if micro * train.grad_accumulation != per_process or micro < 1:
+        raise loaded.error(f"{per_process} images per process do not split into "
+                           f"{train.grad_accumulation} micro-batches", "train.grad_accumulation")
+    return micro
+
+
+def batch_dependent(network: nn.Module) -> bool:
+    """Whether an image's output can depend on the other images of its batch.
+
+    Batch norm (in training mode) does; a component that mixes images in another way
+    declares it with the class attribute ``batch_dependent = True``.
+    """
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or capability(m, "batch_dependent", kind="layer")
+               for m in network.modules())
+
+
+def _power_iteration_on_first(micro: int, network: nn.Module) -> contextlib.AbstractContextManager:
+    """Let ``network``'s spectral-norm u/v advance in the first micro-batch of an update only.
+
+    Gradient accumulation splits one update into several passes over unchanged weights; freezing
+    u/v after the first keeps one power iteration per update (as without accumulation) and gives
+    every micro-batch the same σ, as one pass over the whole batch would.
+    """
+    return network.frozen_normalisation() if micro > 0 else contextlib.nullcontext()
+
+
+def _cat_labels(real: torch.Tensor | None, fake: torch.Tensor | None) -> torch.Tensor | None:
+    return None if real is None or fake is None else torch.cat([real, fake])
