@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ...engine.seeding import derive_seed
+from ...seeds import derive_seed
 from ...errors import GanforgeError
 from ...registry import register
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ...engine.seeding import derive_seed
+from ...seeds import derive_seed
 from ...registry import register
 
 
