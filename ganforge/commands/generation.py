@@ -9,67 +9,13 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..assembly import Network
+from .latents import (  # noqa: F401  (re-exported: callers import them from here)
+    class_labels, column_classes, conditioning_labels, latent_batches, latents,
+)
 
 if TYPE_CHECKING:
     from ..engine.restore import RestoredRun
     from ..registry import Registry
-
-
-def latents(n: int, latent_dim: int, *, generator: torch.Generator, truncation: float | None = None,
-            device: torch.device | str = "cpu") -> torch.Tensor:
-    """Standard normal z; with ``truncation`` T, each entry is redrawn until |z| ≤ T (BigGAN's trick)."""
-    z = torch.empty(n, latent_dim)
-    if truncation is None:
-        z.normal_(generator=generator)
-    else:
-        torch.nn.init.trunc_normal_(z, mean=0.0, std=1.0, a=-truncation, b=truncation, generator=generator)
-    return z.to(device)
-
-
-def class_labels(n: int, num_classes: int, *, class_index: int | None, generator: torch.Generator,
-                 device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """``class_index`` for every image, uniform random classes, or None for an unconditional model."""
-    if num_classes == 0:
-        return None
-    if class_index is not None:
-        return torch.full((n,), class_index, dtype=torch.long, device=device)
-    return torch.randint(0, num_classes, (n,), generator=generator).to(device)
-
-
-def column_classes(n: int, num_classes: int, columns: int, *, start: int = 0,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Labels of images ``start``..``start+n-1`` of a grid ``columns`` wide: column c shows class c mod num_classes."""
-    return ((torch.arange(start, start + n) % columns) % num_classes).to(device)
-
-
-def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64, seed: int = 0,
-                   class_index: int | None = None, truncation: float | None = None,
-                   device: torch.device | str = "cpu",
-                   columns: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(z, labels) batches of ``n`` inputs in all; the same seed gives the same inputs.
-
-    ``columns`` lays the classes out for a grid that wide (one class per column, see
-    ``column_classes``) instead of drawing them at random; the latents stay the same.
-    """
-    rng = torch.Generator().manual_seed(seed)
-    done = 0
-    while done < n:
-        size = min(batch_size, n - done)
-        z = latents(size, latent_dim, generator=rng, truncation=truncation, device=device)
-        labels = class_labels(size, num_classes, class_index=class_index, generator=rng, device=device)
-        if labels is not None and class_index is None and columns is not None:
-            labels = column_classes(size, num_classes, columns, start=done, device=device)
-        yield z, labels
-        done += size
-
-
-def conditioning_labels(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
-                        seed: int = 0) -> torch.Tensor | None:
-    """The classes ``generate`` conditions its ``n`` images on, given the same arguments (None: unconditional)."""
-    if num_classes == 0:
-        return None
-    return torch.cat([labels for _, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes,
-                                                             batch_size=batch_size, seed=seed)])
 
 
 @torch.no_grad()

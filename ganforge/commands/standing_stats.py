@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .generation import latent_batches
+from .latents import latent_batches
 from ..assembly import frozen_normalisation
 
 __all__ = ["STANDING_BATCH_SIZE", "seeded_standing_statistics", "standing_statistics"]
