@@ -23,7 +23,7 @@ from ..registry import Registry, default_registry
 if TYPE_CHECKING:
     from ..engine.restore import RestoredRun
 
-from ..components.data.prepare import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
+from ..components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
 
 
 @dataclass
@@ -257,7 +257,7 @@ def check_reference(reference: str) -> Any:
 
 def reference_images(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (any layout; hidden entries skipped, each real folder once)."""
-    from ..components.data.prepare import image_files
+    from ..components.data.images import image_files
 
     paths = image_files(folder)
     if not paths:

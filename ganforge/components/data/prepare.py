@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -32,133 +31,22 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from ...errors import GanforgeError
+from .images import (  # noqa: F401  (the pipeline's names, importable from here as before)
+    IMAGE_EXTENSIONS, Listing, UnreadableImage, colour_mode, image_files, list_images, load_image, resize_and_crop,
+)
 
 FORMAT = "ganforge-prepared"
 VERSION = 1
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-"""torchvision's ``IMG_EXTENSIONS``: the files ``imagefolder`` reads, so both see the same images."""
 CHUNK = 64  # files per worker task: small enough for a smooth progress line, large enough to amortise IPC
 SHARD_BYTES = 256 * 2**20
 LISTING_KEYS = ("classes", "source_files", "listing_sha256")  # plan keys that describe the source files
 
 
-@dataclass(frozen=True)
-class Listing:
-    """The images under a data root, in training order: sorted classes, then sorted paths."""
-
-    root: Path
-    classes: list[str]
-    files: list[tuple[str, int]]  # (path relative to root, class index)
-
-    @property
-    def fingerprint(self) -> str:
-        """Changes when a file is added, removed, renamed, resized or relabelled."""
-        digest = hashlib.sha256()
-        for relative, label in self.files:
-            size = (self.root / relative).stat().st_size
-            digest.update(f"{label}\t{relative}\t{size}\n".encode())
-        return digest.hexdigest()
-
-
 def default_shard_size(resolution: int, channels: int) -> int:
     """Images per shard: about 256 MiB, the most the writer holds in memory at once."""
     return max(1, SHARD_BYTES // (channels * resolution * resolution))
-
-
-def list_images(root: Path, *, exclude: Path | None = None) -> Listing:
-    """Class sub-folders of ``root`` and their image files, skipping hidden entries.
-
-    Symlinked folders are followed, but each real folder is visited once, so link loops end.
-    """
-    info = os.stat(root)
-    seen = {(info.st_dev, info.st_ino)}  # a link back to the root is not a second copy of the data
-    classes = sorted(entry.name for entry in os.scandir(root)
-                     if entry.is_dir() and not entry.name.startswith(".")
-                     and (exclude is None or Path(entry.path).resolve() != exclude))
-    if not classes:
-        raise GanforgeError(f"DATA_ROOT {str(root)!r} has no class sub-folders: point it at a folder like "
-                            "ILSVRC2012/train (one sub-folder per class)")
-    files: list[tuple[str, int]] = []
-    for label, name in enumerate(classes):
-        folders: list[tuple[str, list[str]]] = []
-        try:
-            _walk(root / name, seen, folders)
-        except OSError as err:
-            raise GanforgeError(f"cannot list {str(root / name)!r}: {err.strerror or err}") from None
-        for folder, names in sorted(folders):  # torchvision's order: sorted folders, then sorted names
-            files += [(os.path.relpath(os.path.join(folder, n), root), label) for n in sorted(names)]
-    return Listing(root=root, classes=classes, files=files)
-
-
-def _walk(folder: Path, seen: set[tuple[int, int]], out: list[tuple[str, list[str]]]) -> None:
-    stack = [str(folder)]
-    while stack:
-        here = stack.pop()
-        info = os.stat(here)
-        if (info.st_dev, info.st_ino) in seen:
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        names, folders = [], []
-        with os.scandir(here) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    folders.append(entry.path)
-                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                    names.append(entry.name)
-        stack += sorted(folders, reverse=True)  # a fixed visiting order decides which link path a folder gets
-        out.append((here, names))
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, any layout, sorted; hidden entries skipped.
-
-    Symlinked folders are followed, each real folder visited once (as in ``list_images``), so a
-    link loop cannot repeat files. An unreadable folder raises ``GanforgeError``.
-    """
-    found: list[tuple[str, list[str]]] = []
-    try:
-        _walk(Path(folder), set(), found)
-    except OSError as err:
-        raise GanforgeError(f"cannot list {str(folder)!r}: {err.strerror or err}") from None
-    return sorted(Path(here) / name for here, names in found for name in names)
-
-
-# --- one image -------------------------------------------------------------------------------------
-def resize_and_crop(image: Any, resolution: int) -> Any:
-    """Resize the short side to ``resolution`` (bilinear, antialiased) and centre-crop a square.
-
-    The arithmetic of torchvision's ``Resize(resolution)`` + ``CenterCrop(resolution)`` on PIL images
-    (what ``imagefolder`` applies), without importing torch into every worker; tests check equality.
-    """
-    from PIL import Image
-
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_long = int(resolution * long / short)
-    size = (resolution, new_long) if width <= height else (new_long, resolution)
-    if size != (width, height):
-        image = image.resize(size, Image.BILINEAR)
-    width, height = size
-    top, left = int(round((height - resolution) / 2.0)), int(round((width - resolution) / 2.0))
-    if (width, height) != (resolution, resolution):
-        image = image.crop((left, top, left + resolution, top + resolution))
-    return image
-
-
-def load_image(path: str, *, resolution: int, mode: str) -> Any:
-    """One file as a C×H×W uint8 array; raises on anything unreadable, decompression bombs included."""
-    import numpy as np
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            pixels = np.asarray(resize_and_crop(image.convert(mode), resolution), dtype=np.uint8)
-    return (pixels[:, :, None] if pixels.ndim == 2 else pixels).transpose(2, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -173,8 +61,6 @@ def _decode_chunk(chunk: _Chunk) -> tuple[Any, list[int], list[dict[str, str]]]:
     """Worker task: decode a few files; unreadable ones are reported, not raised."""
     import numpy as np
 
-    from .imagefolder import colour_mode
-
     mode = colour_mode(chunk.channels)
     images = np.empty((len(chunk.files), chunk.channels, chunk.resolution, chunk.resolution), dtype=np.uint8)
     labels: list[int] = []
@@ -184,6 +70,8 @@ def _decode_chunk(chunk: _Chunk) -> tuple[Any, list[int], list[dict[str, str]]]:
             images[len(labels)] = load_image(os.path.join(chunk.root, relative), resolution=chunk.resolution,
                                              mode=mode)
         except Exception as err:  # noqa: BLE001 - any decoder failure means "skip this file", and it is listed
+            if isinstance(err, UnreadableImage) and err.cause is not None:
+                err = err.cause  # PIL's own refusal, listed under its own name
             message = " ".join(f"{type(err).__name__}: {err}".split())
             skipped.append({"path": relative, "error": message.replace(chunk.root + os.sep, "")[:300]})
             continue
