@@ -243,20 +243,48 @@ def _int_env(name: str, default: int) -> int:
 
 # -- the check -----------------------------------------------------------------------------------
 
-def check_build(plan: "NetworkPlan", device: torch.device | str, *, training: bool) -> None:
-    """Raise a GanforgeError naming the key to change when building ``plan`` cannot fit on ``device``."""
+def check_training(assembly: "Assembly", device: torch.device | str) -> None:
+    """Refuse (a GanforgeError naming the key to change) when training both networks cannot fit on ``device``.
+
+    Called by whoever builds the networks for training, before the first is allocated. Checked once per
+    assembly and device: a second call for the same pair does nothing (the first checked both networks).
+    """
     device = torch.device(device)
     if device.type == "meta":
         return
+    where = str(device)
+    if where in assembly._training_checked:
+        return
+    assembly._training_checked.add(where)
+    _refuse_if_short(estimate_training(assembly), what="training", device=device, assembly=assembly)
+
+
+def check_weights(plan: "NetworkPlan", device: torch.device | str, *, assembly: "Assembly | None" = None) -> None:
+    """Refuse when ``plan``'s weights (a restored network: ``sample``, ``evaluate``, ``attention``) cannot fit.
+
+    ``assembly`` (the one ``plan`` belongs to) lets the error name the blueprint file as well as the key.
+    """
+    device = torch.device(device)
+    if device.type == "meta":
+        return
+    _refuse_if_short(estimate_weights(plan), what=f"the {plan.role}'s weights", device=device, assembly=assembly)
+
+
+def check_build(plan: "NetworkPlan", device: torch.device | str, *, training: bool) -> None:
+    """``NetworkPlan.build``'s check: ``check_training`` of the plan's assembly, else ``check_weights``.
+
+    Transitional: reads the assembly back through ``plan._assembly``. Once the trainer calls
+    ``check_training`` itself, ``NetworkPlan.build`` stops calling this and it goes.
+    """
     assembly = plan._assembly
     if training and assembly is not None:
-        where = str(device)
-        if where in assembly._training_checked:
-            return  # the first training build checked both networks
-        assembly._training_checked.add(where)
-        estimate, what = estimate_training(assembly), "training"
+        check_training(assembly, device)
     else:
-        estimate, what = estimate_weights(plan), f"the {plan.role}'s weights"
+        check_weights(plan, device, assembly=assembly)
+
+
+def _refuse_if_short(estimate: MemoryEstimate, *, what: str, device: torch.device,
+                     assembly: "Assembly | None") -> None:
     available, source = available_memory(device)
     if available is None or estimate.total <= available:
         return

@@ -106,20 +106,21 @@ def test_the_refusal_threshold_is_the_estimate(monkeypatch):
     need = memory_estimate.estimate_training(assembly).total
 
     monkeypatch.setattr(memory_estimate, "available_memory", lambda device: (need, "exactly enough"))
-    memory_estimate.check_build(assembly.generator, "cpu", training=True)
+    memory_estimate.check_training(assembly, "cpu")
 
     monkeypatch.setattr(memory_estimate, "available_memory", lambda device: (need - 1, "one byte short"))
-    memory_estimate.check_build(assembly.discriminator, "cpu", training=True)  # both were checked above
+    memory_estimate.check_training(assembly, "cpu")  # both networks were checked above
     with pytest.raises(GanforgeError, match="one byte short"):
-        memory_estimate.check_build(assemble(loaded).generator, "cpu", training=True)
+        memory_estimate.check_training(assemble(loaded), "cpu")
     weights = assembly.generator.param_bytes + assembly.generator.buffer_bytes  # a restored network's need
     monkeypatch.setattr(memory_estimate, "available_memory", lambda device: (weights, "exactly the weights"))
-    memory_estimate.check_build(assembly.generator, "cpu", training=False)
+    memory_estimate.check_weights(assembly.generator, "cpu", assembly=assembly)
     monkeypatch.setattr(memory_estimate, "available_memory", lambda device: (weights - 1, "short of weights"))
     with pytest.raises(GanforgeError, match="short of weights"):
-        memory_estimate.check_build(assembly.generator, "cpu", training=False)
+        memory_estimate.check_weights(assembly.generator, "cpu", assembly=assembly)
     monkeypatch.setattr(memory_estimate, "available_memory", lambda device: (0, "nothing"))
-    memory_estimate.check_build(assembly.generator, "meta", training=True)  # meta allocates nothing
+    memory_estimate.check_training(assemble(loaded), "meta")  # meta allocates nothing
+    memory_estimate.check_weights(assembly.generator, "meta")
 
 
 def test_available_memory_on_this_cpu_is_a_positive_figure():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,11 @@ import torch
 from ..assembly import Assembly, Network, assemble
 from ..blueprint.validation import LoadedBlueprint, validate_document
 from ..errors import GanforgeError
+from ..memory_estimate import check_weights
 from ..components.layers.spectral_norm import refresh_spectral_norm
 from ..registry import Registry, default_registry
 from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
+from .export_format import SUFFIX, read_export
 
 
 @dataclass
@@ -37,9 +40,25 @@ class RestoredRun:
         return self.record.to_dict()
 
     def discriminator(self, device: torch.device | str = "cpu") -> Network:
-        network = self.assembly.discriminator.build(device, initialise=False)
+        network = build_restored(self.assembly, "discriminator", device)
         network.load_state_dict(self.record.discriminator)
         return network.eval()
+
+
+class RestoredExport(RestoredRun):
+    """A ``RestoredRun`` from an exported file: the generator alone."""
+
+    def discriminator(self, device: torch.device | str = "cpu"):  # type: ignore[no-untyped-def]
+        raise GanforgeError(f"{self.checkpoint}: an exported file holds the generator only (no discriminator); "
+                            "use the run's checkpoint")
+
+
+def build_restored(assembly: Assembly, role: str, device: torch.device | str) -> Network:
+    """``role``'s network, uninitialised, for weights about to be loaded: refused first (``check_weights``)
+    when its weights cannot fit on ``device``."""
+    plan = getattr(assembly, role)
+    check_weights(plan, device, assembly=assembly)
+    return plan.build(device, initialise=False, check_memory=False)
 
 
 def warn_on_stderr(message: str) -> None:
@@ -88,19 +107,17 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
     A ``.safetensors`` file is an export (``ganforge.commands.export``): its one generator, as written.
-    ``registry`` (default: the global one) resolves the stored blueprint's components; it is kept on
-    the result, so evaluating the run uses it too.
+    ``registry`` (default: the global one) resolves the stored blueprint's components, of a checkpoint
+    or an export alike; it is kept on the result, so evaluating the run uses it too.
     """
-    if Path(target).suffix == ".safetensors":
-        from ..commands.export import restore_export
-
-        return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn)
+    if Path(target).suffix == SUFFIX:
+        return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn, registry=registry)
     checkpoint, record = find_record(target, warn=warn)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     loaded = validate_document(record.blueprint, file=f"{checkpoint} (stored blueprint)")
     registry = default_registry() if registry is None else registry
     assembly = assemble(loaded, registry)
-    generator = assembly.generator.build(device, initialise=False)
+    generator = build_restored(assembly, "generator", device)
     uses_ema = prefer_ema and record.ema is not None
     generator.load_state_dict(record.ema if uses_ema else record.generator)
     if uses_ema:
@@ -108,3 +125,38 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     return RestoredRun(checkpoint=checkpoint, run_dir=run_dir, step=record.step, loaded=loaded,
                        assembly=assembly, generator=generator.eval(), uses_ema=uses_ema, record=record,
                        registry=registry)
+
+
+def restore_export(target: str | Path, *, device: torch.device | str = "cpu", prefer_ema: bool = True,
+                   warn: Callable[[str], None] = warn_on_stderr, registry: Registry | None = None) -> RestoredExport:
+    """``restore`` for an exported file: the generator it holds, in eval mode on ``device``.
+
+    ``registry`` (default: the global one) resolves the stored blueprint's components and is kept on the result.
+    """
+    path = Path(target)
+    tensors, metadata = read_export(path)
+    try:
+        document = json.loads(metadata.get("blueprint", ""))
+        step = int(metadata.get("step", ""))
+    except ValueError as err:
+        raise GanforgeError(f"{path}: damaged export metadata ({err})") from None
+    if not isinstance(document, dict):
+        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is not a mapping)")
+    which = metadata.get("generator")
+    if which not in ("ema", "raw"):
+        raise GanforgeError(f"{path}: damaged export metadata (generator {which!r}, expected 'ema' or 'raw')")
+    if not prefer_ema and which == "ema":
+        warn(f"{path} holds the EMA generator only; the raw one was not exported (export it with --raw)")
+    loaded = validate_document(document, file=f"{path} (stored blueprint)")
+    registry = default_registry() if registry is None else registry
+    assembly = assemble(loaded, registry)
+    generator = build_restored(assembly, "generator", device)
+    try:
+        generator.load_state_dict(tensors)
+    except RuntimeError as err:
+        summary = " ".join(str(err).split())
+        raise GanforgeError(f"{path}: its weights do not fit its blueprint's generator ({summary[:300]})") from None
+    record = CheckpointRecord(step=step, generator=tensors if which == "raw" else {}, discriminator={},
+                              blueprint=document, ema=tensors if which == "ema" else None)
+    return RestoredExport(checkpoint=path, run_dir=path.parent, step=step, loaded=loaded, assembly=assembly,
+                          generator=generator.eval(), uses_ema=which == "ema", record=record, registry=registry)
