@@ -23,7 +23,6 @@ that want the raw (migrated) mapping.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -33,19 +32,12 @@ from typing import Any, Callable
 import torch
 
 from ..errors import GanforgeError
+from .checksums import (TRAILER_MAGIC, TRAILER_SIZE, ChecksumMismatch, HashingWriter, content_checksum,  # noqa: F401
+                        recorded_checksum, trailer, verify_checksum)
 
 PATTERN = re.compile(r"^step-(\d{9})\.pt$")
 FORMAT = 2  # 2: sha256 trailer; 1: none (still loaded, with a warning, migrated by MIGRATIONS[1])
 CHECKSUM_SINCE = 2  # from this format on, a missing trailer means the file was damaged
-TRAILER_MAGIC = b"\0ganforge-sha256:"
-TRAILER_SIZE = len(TRAILER_MAGIC) + 64 + 1
-_CHUNK = 1 << 20
-
-
-class ChecksumMismatch(ValueError):
-    """The bytes of a checkpoint are not the ones that were written."""
-
-
 def checkpoint_path(folder: Path, step: int) -> Path:
     return folder / f"step-{step:09d}.pt"
 
@@ -78,7 +70,7 @@ def _atomic_save(final: Path, state: dict[str, Any], *, step: int) -> Path:
     temporary = final.with_name(final.name + ".tmp")
     try:
         with open(temporary, "wb") as handle:
-            hashing = _HashingWriter(handle)
+            hashing = HashingWriter(handle)
             torch.save({**state, "format": FORMAT, "step": step, "complete": True}, hashing)
             handle.write(trailer(hashing.digest.hexdigest()))
             handle.flush()
@@ -98,51 +90,6 @@ def list_checkpoints(folder: Path) -> list[Path]:
         return []
     found = [p for p in folder.iterdir() if PATTERN.match(p.name)]
     return sorted(found, key=step_of)
-
-
-def trailer(hexdigest: str) -> bytes:
-    return TRAILER_MAGIC + hexdigest.encode("ascii") + b"\n"
-
-
-def recorded_checksum(path: Path) -> str | None:
-    """The SHA-256 hex digest in ``path``'s trailer, or None when it has none."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size < TRAILER_SIZE:
-            return None
-        handle.seek(size - TRAILER_SIZE)
-        tail = handle.read(TRAILER_SIZE)
-    if not tail.startswith(TRAILER_MAGIC) or not tail.endswith(b"\n"):
-        return None
-    digest = tail[len(TRAILER_MAGIC):-1].decode("ascii", errors="replace")
-    return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
-
-
-def content_checksum(path: Path) -> str:
-    """SHA-256 of ``path``'s content without its trailer (the bytes ``torch.save`` wrote)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        remaining = handle.seek(0, os.SEEK_END) - TRAILER_SIZE
-        handle.seek(0)
-        while remaining > 0:
-            chunk = handle.read(min(_CHUNK, remaining))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return digest.hexdigest()
-
-
-def verify_checksum(path: Path) -> bool:
-    """True when the trailer matches the content, False when there is no trailer; raises on a mismatch."""
-    recorded = recorded_checksum(path)
-    if recorded is None:
-        return False
-    actual = content_checksum(path)
-    if actual != recorded:
-        raise ChecksumMismatch(f"checksum mismatch (sha256 {actual[:12]}..., recorded {recorded[:12]}...): "
-                               "the file changed after it was written")
-    return True
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
@@ -309,21 +256,6 @@ def write_checkpoint(folder: Path, record: CheckpointRecord, *, keep: int) -> Pa
 def write_best(folder: Path, record: CheckpointRecord) -> Path:
     """Write ``record`` as ``best.pt`` (atomic, checksummed); rotation never touches it."""
     return save_best(folder, record.to_dict(), step=record.step)
-
-
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it to ``handle``."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        self.digest.update(data)
-        return self.handle.write(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
 
 
 def _fsync_dir(folder: Path) -> None:
