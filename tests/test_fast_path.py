@@ -80,3 +80,36 @@ def test_plain_optimizer_is_the_per_parameter_loop(tmp_path):
     assert plain.update.g_opt.defaults["foreach"] is False and not plain.update.g_opt.defaults["fused"]
     default = _trainer(tmp_path / "default")
     assert default.update.g_opt.defaults["foreach"] is None  # torch picks (fused on CUDA is set explicitly)
+
+
+def test_evaluation_and_sampling_run_under_the_blueprints_tf32_setting(tmp_path):
+    """Between steps too: the process-wide TF32 default does not leak into evaluation or sample grids."""
+    from types import SimpleNamespace
+
+    seen: dict[str, tuple[bool, bool]] = {}
+
+    def flags() -> tuple[bool, bool]:
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    def evaluate(network, **kwargs):  # type: ignore[no-untyped-def]
+        seen["evaluation"] = flags()
+        return SimpleNamespace(values={}, protocol={})
+
+    class Recording(torch.nn.Module):
+        def forward(self, z, labels):  # type: ignore[no-untyped-def]
+            seen["sampling"] = flags()
+            return torch.zeros(z.shape[0], 3, 4, 4)
+
+    trainer = _trainer(tmp_path, "train.tf32=false")
+    trainer.runtime.cuda = True  # the flags are only touched on CUDA; check what they would be set to
+    trainer.evaluator = evaluate
+    trainer.update.sampling_generator = Recording  # type: ignore[method-assign]
+    before = flags()
+    torch.backends.cuda.matmul.allow_tf32 = True  # what a process default (or an earlier step) may leave
+    try:
+        trainer.evaluate(None)
+        trainer.save_samples(trainer.fixed_sample_inputs())
+        assert seen == {"evaluation": (False, False), "sampling": (False, False)}
+        assert torch.backends.cuda.matmul.allow_tf32 is True  # put back after use
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before[0]
