@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GanforgeError
+from ..engine.run_dir import RunDir
 
 __all__ = ["read_log", "plot_run", "plot_losses", "plot_gamma", "plot_metrics"]
 
-LOG_NAME = "metrics.jsonl"
-PLOTS_DIR = "plots"  # RUN/plots: where `plot` writes by default and `attention` writes gamma.png
 
 
 def gamma_path(run_dir: Path) -> Path:
     """The one place γ's plot goes for a run: ``RUN/plots/gamma.png`` (``plot`` and ``attention`` alike)."""
-    return Path(run_dir) / PLOTS_DIR / "gamma.png"
+    return RunDir(Path(run_dir)).plots / "gamma.png"  # where `attention` writes it; `plot` writes RUN/plots too
 EVALUATION = "evaluation"
 # Fields of an evaluation entry that are bookkeeping, not metrics.
 _NOT_METRICS = {"step", "time", "event"}
@@ -57,7 +56,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GanforgeError(f"{run_dir}: no such run folder")
-    records = read_log(run_dir / LOG_NAME)
+    records = read_log(RunDir(run_dir).metrics)
     out_dir = Path(out_dir)
     written = [
         plot_losses(records, out_dir / "losses.png"),
@@ -66,7 +65,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
     ]
     paths = [path for path in written if path is not None]
     if not paths:
-        raise GanforgeError(f"{run_dir / LOG_NAME}: nothing to plot (no losses, γ or evaluation metrics)")
+        raise GanforgeError(f"{RunDir(run_dir).metrics}: nothing to plot (no losses, γ or evaluation metrics)")
     return paths
 
 

@@ -40,10 +40,11 @@ def _train(run_dir: Path, *, spec: Any, dataset: Any, steps: int | None, resume:
     from ..engine.build import build_trainer
     from ..engine.checkpoints import list_checkpoints
     from ..engine.distributed import leave, place_process
+    from ..engine.run_dir import RunDir
 
     loaded = spec.loaded
     bp = loaded.blueprint
-    if not resume and list_checkpoints(run_dir / "checkpoints"):
+    if not resume and list_checkpoints(RunDir(run_dir).checkpoints):
         raise GanforgeError(f"{run_dir} already holds checkpoints: pass --resume to continue that run, "
                             "or choose another --out")
 

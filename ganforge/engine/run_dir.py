@@ -1,10 +1,47 @@
-"""The run folder: proving it takes files before anything is built, and tidying up after a failed start."""
+"""The run folder: its layout (one place names it), proving it takes files, tidying up after a failed start."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GanforgeError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where a run keeps what it writes; every reader and writer asks here for a path."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    def sample_grid(self, step: int) -> Path:
+        return self.samples / f"step-{step:09d}.png"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> "RunDir":
+        """The run a checkpoint file belongs to (its folder, or the folder above ``checkpoints/``)."""
+        parent = checkpoint.parent
+        return cls(parent.parent if parent.name == "checkpoints" else parent)
 
 
 def check_writable(run_dir: Path) -> list[Path]:

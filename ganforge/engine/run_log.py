@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .samples import writing
+from .run_dir import RunDir
 
 
 class RunLog:
@@ -28,7 +29,7 @@ class RunLog:
             elif resume_from_step is None and path.exists():
                 # A run that starts over keeps the old log beside the new one instead of erasing it.
                 path.replace(path.with_name(f"{path.stem}.before-{int(time.time())}{path.suffix}"))
-        board = path.parent / "tensorboard"
+        board = RunDir(path.parent).tensorboard
         with writing(board, "TensorBoard logs to", note=note):
             if resume_from_step is None and board.is_dir() and any(board.iterdir()):
                 board.replace(board.with_name(f"{board.name}.before-{int(time.time())}"))  # as the log above

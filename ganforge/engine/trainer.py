@@ -21,6 +21,7 @@ from .checkpoints import CheckpointRecord, list_checkpoints, write_best, write_c
 from .distributed import Placement
 from .resume import resume_newest
 from .run_log import RunLog
+from .run_dir import RunDir
 from .runtime import Runtime
 from .samples import column_classes, grid_columns, save_grid, writing
 from .seeding import capture_rng, fixed_samples_seed, process_seed, restore_rank_rng, seed_everything
@@ -72,6 +73,7 @@ class Trainer:
         self.runtime = Runtime(train=self.train, placement=placement, report=report)
         self.update = GANUpdate(assembly=assembly, plan=plan, registry=registry, dataset=dataset,
                                 runtime=self.runtime, seed=options.seed, total_steps=lambda: self.options.steps)
+        self.run_dir = RunDir(Path(options.out))
         self.best_fid: float | None = None
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,11 +94,11 @@ class Trainer:
                 out.mkdir(parents=True, exist_ok=True)
         resumed = None
         if self.options.resume:
-            resumed = resume_newest(out / "checkpoints", load=self.load_state, map_location=self.runtime.device,
+            resumed = resume_newest(self.run_dir.checkpoints, load=self.load_state, map_location=self.runtime.device,
                                     report=self.report)
         if not self.placement.is_main:
             return None
-        return RunLog(out / "metrics.jsonl", resume_from_step=resumed, note=self._intact_note)
+        return RunLog(self.run_dir.metrics, resume_from_step=resumed, note=self._intact_note)
 
     def evaluate(self, log: RunLog | None) -> None:
         """Rank 0 evaluates (EMA generator when there is one) and keeps the best-FID checkpoint."""
@@ -112,7 +114,7 @@ class Trainer:
             fid = result.values.get("fid")
             if fid is not None and (self.best_fid is None or fid < self.best_fid):
                 self.best_fid = fid
-                write_best(self.options.out / "checkpoints", dataclasses.replace(self.state(), fid=fid))
+                write_best(self.run_dir.checkpoints, dataclasses.replace(self.state(), fid=fid))
                 self.report(f"step {update.step}: FID {fid:.3f}, the best so far (checkpoints/best.pt)")
         self.runtime.barrier()
 
@@ -126,7 +128,7 @@ class Trainer:
     def raise_if_diverged(self, bad_step: int) -> None:
         if bad_step >= 0:
             raise TrainingDiverged(
-                f"non-finite loss at step {bad_step}; the last good checkpoint in {self.options.out / 'checkpoints'} "
+                f"non-finite loss at step {bad_step}; the last good checkpoint in {self.run_dir.checkpoints} "
                 "is kept (lower the learning rates or use train.precision=fp32, then --resume)"
             )
 
@@ -172,14 +174,14 @@ class Trainer:
             images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
                                 for i in range(0, z.shape[0], 16)])
         network.train(was_training)
-        path = self.options.out / "samples" / f"step-{self.update.step:09d}.png"
+        path = self.run_dir.sample_grid(self.update.step)
         save_grid(images.float().cpu(), path, note=self._intact_note)
         if log is not None:
             log.image_file("samples", path, self.update.step)  # the grid as written, in TensorBoard's image tab
 
     def _intact_note(self) -> str:
         """The end of a write error's line: what was kept, and how to go on."""
-        folder = self.options.out / "checkpoints"
+        folder = self.run_dir.checkpoints
         kept = list_checkpoints(folder)
         if not kept:
             return "no checkpoint was written"
@@ -213,7 +215,7 @@ class Trainer:
         """Called on every rank at the same step: each rank's random state goes into the file."""
         rng_by_rank = self.runtime.gather(self._rng_state())
         if self.placement.is_main:
-            write_checkpoint(self.options.out / "checkpoints", self.state(rng_by_rank),
+            write_checkpoint(self.run_dir.checkpoints, self.state(rng_by_rank),
                              keep=self.train.keep_checkpoints)
 
     def load_state(self, path: Path, state: CheckpointRecord) -> int:

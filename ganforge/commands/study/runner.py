@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ...errors import GanforgeError
 from .variants import StudyVariant
+from ...engine.run_dir import RunDir
 
 RUN_FILE = "study-run.json"
 DONE_FILE = "done.json"
@@ -109,7 +110,7 @@ def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, st
                      seed=seed)
     except TrainingDiverged as err:
         say(f"failed: {err}")
-        kept = list_checkpoints(folder / "checkpoints")
+        kept = list_checkpoints(RunDir(folder).checkpoints)
         done = {"step": step_of(kept[-1]) if kept else 0, "metrics": [], "values": {}, "protocol": {},
                 "failed": " ".join(str(err).split())}
         write_json(folder / DONE_FILE, done)
@@ -132,7 +133,7 @@ def claim_folder(folder: Path, settings: dict[str, Any]) -> None:
                 raise GanforgeError(f"{folder} was made with {key} {previous.get(key)!r}, this study asks for "
                                     f"{settings[key]!r}: choose another --out (or rename the variant)")
         return
-    if (folder / "checkpoints").is_dir():
+    if RunDir(folder).checkpoints.is_dir():
         raise GanforgeError(f"{folder} holds checkpoints that no study made: choose another --out")
     write_json(path, settings)
 
