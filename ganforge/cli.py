@@ -378,7 +378,8 @@ def components_command(words: tuple[str, ...], debug: bool) -> None:
     """List registered components (optionally of one KIND, names matching a glob PATTERN),
     or `components show NAME` for one component's settings and documentation."""
     with user_errors(debug):
-        from .registry import KINDS, default_registry
+        from .contracts import KIND_TABLE
+        from .registry import default_registry
 
         registry = default_registry()
         if words and words[0] == "show":
@@ -388,10 +389,10 @@ def components_command(words: tuple[str, ...], debug: bool) -> None:
             return
         if len(words) > 2:
             raise GanforgeError("usage: ganforge components [KIND] [PATTERN]")
-        kind = words[0] if words and words[0] in KINDS else None
+        kind = words[0] if words and words[0] in KIND_TABLE else None
         rest = words[1:] if kind else words
         if kind is None and len(words) == 2:
-            raise GanforgeError(f"unknown component kind {words[0]!r}; kinds are: {', '.join(KINDS)}")
+            raise GanforgeError(f"unknown component kind {words[0]!r}; kinds are: {', '.join(KIND_TABLE)}")
         pattern = rest[0] if rest else "*"
         rows = registry.list(kind, pattern)
         width = max((len(c.name) for c in rows), default=4)
@@ -407,10 +408,10 @@ def components_command(words: tuple[str, ...], debug: bool) -> None:
 
 
 def _show(registry, name: str) -> str:  # type: ignore[no-untyped-def]
-    from .registry import KINDS
+    from .contracts import KIND_TABLE
 
     kind, _, bare = name.rpartition(".")
-    component = registry.get(kind, bare) if kind else registry.find(name, KINDS)
+    component = registry.get(kind, bare) if kind else registry.find(name, KIND_TABLE)
     lines = [f"{component.kind} {component.name}", f"  origin: {component.origin} ({component.qualname})"]
     if component.context_params:
         lines.append(f"  inferred from the stack: {', '.join(sorted(component.context_params))}")

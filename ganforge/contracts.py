@@ -1,4 +1,4 @@
-"""What a component of each kind must look like, checked when a plugin's component loads.
+"""Every kind of component, declared once in ``KIND_TABLE``, and the checks that hold components to it.
 
 The engine calls components in fixed ways (``loss.generator_loss(fake_logits=...)``,
 ``rule.apply(plan)``, ``reg(discriminator=..., real=..., fake=...)``, factories with keyword
@@ -6,26 +6,18 @@ settings). A plugin that breaks one of these rules would otherwise pass ``inspec
 deep inside ``train``; here it is refused up front with the rule it breaks, and reported like
 any other broken plugin.
 
+``KIND_TABLE`` maps each kind's name to its ``Kind``: the declared interface (a ``typing.Protocol``),
+its *capabilities* (optional attributes a component may set to tell the engine something, each with
+its default and meaning), the context parameters the assembler fills in, where a blueprint names
+one, and its kind-specific checks. The registry (which kinds exist, which are network kinds, what
+context a component gets), the plugin loader (which entry-point names are valid),
+``ganforge components`` and the conformance test all read it; ``kinds_markdown()`` renders it.
+
 ``check_contract(kind, obj)`` raises ``ContractError`` with a one-line reason.
-
-Every kind also has a declared interface (a ``typing.Protocol`` in ``INTERFACES``) and a table of
-*capabilities* (``CAPABILITIES``): optional attributes a component may set to tell the engine
-something, each with its default and meaning. The engine reads them only through
-``capability(obj, name)``, which refuses a name that no kind declares, so a flag can neither be
-misspelt by the reader nor exist without a documented meaning. ``check_instance(kind, obj)``
-checks a built component against its interface and the types of the capabilities it sets (the
-conformance test runs it on every registered component).
-
-| kind | interface | capabilities (default) |
-|---|---|---|
-| layer, block, head | ``NetworkModule``: an ``nn.Module`` whose ``forward(x)`` or ``forward(x, labels)`` maps a batch | ``batch_dependent`` (False), ``logged_scalars`` (none), ``attention_map`` (none: not attention), ``pooled`` (None), ``ganforge_keep_init`` (False) |
-| loss | ``Loss``: ``discriminator_loss(*, real_logits, fake_logits)``, ``generator_loss(*, fake_logits[, real_logits])`` | ``generator_needs_real`` (False) |
-| regularizer | ``Regularizer``: ``__call__(*, discriminator, real, fake) -> scalar`` | none |
-| update_rule | ``UpdateRule``: ``apply(plan)`` | none |
-| optimizer | ``OptimizerFactory``: ``(params) -> torch.optim.Optimizer`` | none |
-| init | ``InitScheme``: ``(network) -> None`` | none |
-| dataset | ``Dataset``: ``__len__``, ``__getitem__(i) -> (image, label)`` | ``max_skipped`` (None) |
-| metric | ``Metric``: ``name``, ``compute(*, real, fake, fake_logits=None, real_stats=None[, fake_labels=None]) -> dict`` | ``needs_real`` (False), ``needs_logits`` (False), ``needs_labels`` (False), ``needs_inception_features`` (True), ``needs_full_features`` (True), ``bind`` (none) |
+``check_instance(kind, obj)`` checks a built component against its interface and the types of the
+capabilities it sets (the conformance test runs it on every registered component). The engine reads
+capabilities only through ``capability(obj, name)``, which refuses a name that no kind declares, so a
+flag can neither be misspelt by the reader nor exist without a documented meaning.
 """
 
 from __future__ import annotations
@@ -33,16 +25,13 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 from .errors import RegistryError
 
 if TYPE_CHECKING:
     import torch
-
-CONTEXT_PARAMS = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
-NETWORK_KINDS = frozenset({"layer", "block", "head"})
 
 
 class ContractError(RegistryError):
@@ -121,13 +110,6 @@ class Metric(Protocol):
     def compute(self, *, real: Any, fake: Any, fake_logits: Any = None, real_stats: Any = None) -> dict[str, float]: ...
 
 
-INTERFACES: dict[str, type] = {
-    "layer": NetworkModule, "block": NetworkModule, "head": NetworkModule,
-    "loss": Loss, "regularizer": Regularizer, "update_rule": UpdateRule, "optimizer": OptimizerFactory,
-    "init": InitScheme, "dataset": Dataset, "metric": Metric,
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # Capabilities: optional attributes with a declared default and meaning
 # ---------------------------------------------------------------------------------------------
@@ -169,146 +151,69 @@ _NETWORK_CAPABILITIES = _caps(
                "trunk."),
 )
 
-CAPABILITIES: dict[str, dict[str, Capability]] = {
-    "layer": _NETWORK_CAPABILITIES,
-    "block": _NETWORK_CAPABILITIES,
-    "head": _NETWORK_CAPABILITIES,
-    "loss": _caps(
-        Capability("generator_needs_real", False,
-                   "generator_loss() also takes real_logits (D's logits on a real batch), e.g. relativistic "
-                   "losses; the engine then runs D on a real batch during the generator step."),
-    ),
-    "regularizer": {},
-    "update_rule": {},
-    "optimizer": {},
-    "init": {},
-    "dataset": _caps(
-        Capability("max_skipped", None,
-                   "the dataset replaces unreadable files itself and its items are (image, label, skipped), "
-                   "skipped counting the files it passed over for this item; a run stops once more than "
-                   "max_skipped were skipped. None: items are (image, label) and nothing is skipped.",
-                   types=(int, type(None))),
-    ),
-    "metric": _caps(
-        Capability("needs_real", False, "compute() needs the reference (real_stats or real features)."),
-        Capability("needs_inception_features", True,
-                   "compute() takes Inception pool3 features (and logits). False: the metric scores images "
-                   "with its own detector, obtained by bind(data=..., registry=...)."),
-        Capability("needs_logits", False,
-                   "compute() reads fake_logits (Inception logits of the generated images); a metric that "
-                   "does not declare it is given fake_logits=None."),
-        Capability("needs_labels", False,
-                   "compute() reads fake_labels: the class each generated image was conditioned on (None "
-                   "for an unconditional run); a metric that does not declare it is not given them."),
-        Capability("needs_full_features", True,
-                   "with needs_real: the per-image reference features are needed, not only their mean and "
-                   "covariance (False for FID, which works from statistics alone)."),
-        Capability("bind", None,
-                   "method (*, data[, registry]) -> metric bound to the run's data settings, with a `detector` "
-                   "(required when needs_inception_features is False).", method=True),
-    ),
-}
 
+_LOSS_CAPABILITIES = _caps(
+    Capability("generator_needs_real", False,
+               "generator_loss() also takes real_logits (D's logits on a real batch), e.g. relativistic "
+               "losses; the engine then runs D on a real batch during the generator step."),
+)
 
-def _declared(name: str, kind: str | None) -> Capability:
-    kinds = [kind] if kind is not None else list(CAPABILITIES)
-    if kind is not None and kind not in CAPABILITIES:
-        raise ValueError(f"unknown component kind {kind!r} (known: {', '.join(CAPABILITIES)})")
-    for k in kinds:
-        if name in CAPABILITIES[k]:
-            return CAPABILITIES[k][name]
-    where = f"kind {kind!r}" if kind is not None else "any kind"
-    raise ValueError(f"{name!r} is not a declared capability of {where} (see ganforge.contracts.CAPABILITIES)")
+_DATASET_CAPABILITIES = _caps(
+    Capability("max_skipped", None,
+               "the dataset replaces unreadable files itself and its items are (image, label, skipped), "
+               "skipped counting the files it passed over for this item; a run stops once more than "
+               "max_skipped were skipped. None: items are (image, label) and nothing is skipped.",
+               types=(int, type(None))),
+)
 
-
-def capability(obj: Any, name: str, *, kind: str | None = None) -> Any:
-    """The value of the declared capability ``name`` on ``obj``, or its declared default.
-
-    ``name`` must be declared for ``kind`` (for some kind when ``kind`` is omitted), else
-    ``ValueError``: reading an undeclared flag is a programming error. A method capability gives
-    the bound method, or None when ``obj`` does not offer it.
-    """
-    cap = _declared(name, kind)
-    value = getattr(obj, name, cap.default)
-    if cap.method:
-        return value if callable(value) else None
-    return value
-
-
-def is_attention(module: Any) -> bool:
-    """Whether ``module`` is an attention layer: it offers the ``attention_map`` capability."""
-    return capability(module, "attention_map", kind="layer") is not None
-
-
-def _check_capability_values(kind: str, obj: Any) -> None:
-    for cap in CAPABILITIES.get(kind, {}).values():
-        value = inspect.getattr_static(obj, cap.name, None) if inspect.isclass(obj) else getattr(obj, cap.name, None)
-        if value is None:
-            continue
-        if cap.method:
-            if not callable(value) and not isinstance(value, (staticmethod, classmethod)):
-                raise ContractError(f"{kind} {_label(obj)}: {cap.name} must be a method ({cap.doc})")
-        elif isinstance(value, (property, staticmethod, classmethod)):
-            continue  # computed per instance; checked on the built component
-        elif not isinstance(value, cap.types) or (bool not in cap.types and isinstance(value, bool)):
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in cap.types)
-            raise ContractError(f"{kind} {_label(obj)}: capability {cap.name} must be {names}, "
-                                f"got {type(value).__name__} ({cap.doc})")
-
-
-def check_instance(kind: str, obj: Any) -> None:
-    """Raise ``ContractError`` when a built component does not offer its kind's interface or mis-types a capability."""
-    interface = INTERFACES[kind]
-    if kind in NETWORK_KINDS:
-        torch = sys.modules.get("torch")
-        if torch is not None and not isinstance(obj, torch.nn.Module):
-            raise ContractError(f"{kind} {_label(type(obj))} must build a torch.nn.Module, got {type(obj).__name__}")
-    if not isinstance(obj, interface):
-        missing = [name for name in interface.__protocol_attrs__ if not hasattr(obj, name)] \
-            if hasattr(interface, "__protocol_attrs__") else []
-        raise ContractError(f"{kind} {_label(type(obj))} does not offer the {interface.__name__} interface"
-                            + (f" (missing {', '.join(sorted(missing))})" if missing else ""))
-    _check_capability_values(kind, obj)
-    if kind == "metric" and not capability(obj, "needs_inception_features", kind="metric") \
-            and capability(obj, "bind", kind="metric") is None:
-        raise ContractError(f"metric {_label(type(obj))} sets needs_inception_features = False but has no "
-                            "bind(*, data, registry=None) giving its own detector")
-    if kind == "metric" and capability(obj, "needs_labels", kind="metric") and not _accepts(obj.compute, "fake_labels"):
-        raise ContractError(f"metric {_label(type(obj))} sets needs_labels = True but its compute() takes no "
-                            "fake_labels keyword")
-
-
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    """Whether ``function`` can be called with the keyword ``name``."""
-    try:
-        params = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return True  # not inspectable (a builtin): let the call itself decide
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+_METRIC_CAPABILITIES = _caps(
+    Capability("needs_real", False, "compute() needs the reference (real_stats or real features)."),
+    Capability("needs_inception_features", True,
+               "compute() takes Inception pool3 features (and logits). False: the metric scores images "
+               "with its own detector, obtained by bind(data=..., registry=...)."),
+    Capability("needs_logits", False,
+               "compute() reads fake_logits (Inception logits of the generated images); a metric that "
+               "does not declare it is given fake_logits=None."),
+    Capability("needs_labels", False,
+               "compute() reads fake_labels: the class each generated image was conditioned on (None "
+               "for an unconditional run); a metric that does not declare it is not given them."),
+    Capability("needs_full_features", True,
+               "with needs_real: the per-image reference features are needed, not only their mean and "
+               "covariance (False for FID, which works from statistics alone)."),
+    Capability("bind", None,
+               "method (*, data[, registry]) -> metric bound to the run's data settings, with a `detector` "
+               "(required when needs_inception_features is False).", method=True),
+)
 
 
 def _label(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
 
 
-def _settings_signature(obj: Callable[..., Any]) -> inspect.Signature:
-    try:
-        return inspect.signature(obj)
-    except (TypeError, ValueError) as err:
-        raise ContractError(f"{_label(obj)} has no inspectable signature ({err})") from None
+def check_keyword_only(obj: Any) -> inspect.Signature:
+    """The one keyword-only rule, for ``@register``, ``Registry.add`` and a plugin's contract check.
 
-
-def check_settings(kind: str, obj: Callable[..., Any]) -> None:
-    """Rules shared by every kind: keyword-only, type-annotated settings (the annotations are the schema)."""
+    A component is a class or factory function whose settings are all keyword-only, so they can
+    never be passed in the wrong order. Returns its signature.
+    """
     if not callable(obj):
         raise ContractError(f"{_label(obj)} is not a class or factory function ({type(obj).__name__})")
-    sig = _settings_signature(obj)
-    target = obj.__init__ if inspect.isclass(obj) else obj  # type: ignore[misc]
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError) as err:
+        raise ContractError(f"{_label(obj)} has no inspectable signature ({err})") from None
     for param in sig.parameters.values():
         if param.kind is not inspect.Parameter.KEYWORD_ONLY:
             raise ContractError(
                 f"setting {param.name!r} of {_label(obj)} must be keyword-only (write `def __init__(self, *, ...)`)"
             )
+    return sig
+
+
+def check_settings(kind: str, obj: Callable[..., Any]) -> None:
+    """Rules shared by every kind: keyword-only, type-annotated settings (the annotations are the schema)."""
+    sig = check_keyword_only(obj)
+    target = obj.__init__ if inspect.isclass(obj) else obj  # type: ignore[misc]
     try:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception as err:  # unresolvable annotations would silently become "any value"
@@ -319,10 +224,20 @@ def check_settings(kind: str, obj: Callable[..., Any]) -> None:
             raise ContractError(
                 f"setting {param.name!r} of {_label(obj)} has no type annotation (annotations are the settings schema)"
             )
-    if kind in NETWORK_KINDS:
+    spec = KIND_TABLE.get(kind)
+    if spec is not None and spec.network:
         for param in sig.parameters.values():
-            if param.name not in CONTEXT_PARAMS and param.default is inspect.Parameter.empty:
+            if param.name not in spec.context_params and param.default is inspect.Parameter.empty:
                 raise ContractError(f"network component setting {param.name!r} of {_label(obj)} needs a default")
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` can be called with the keyword ``name``."""
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True  # not inspectable (a builtin): let the call itself decide
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _method(cls: type, name: str, kind: str) -> inspect.Signature:
@@ -363,7 +278,7 @@ def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...]) ->
             )
 
 
-def _check_loss(obj: Any) -> None:
+def _check_loss(kind: str, obj: Any) -> None:
     if not inspect.isclass(obj):
         raise ContractError(f"a loss must be a class with discriminator_loss() and generator_loss(), got {_label(obj)}")
     _keyword_only(obj, "discriminator_loss", "loss", ("real_logits", "fake_logits"))
@@ -371,14 +286,14 @@ def _check_loss(obj: Any) -> None:
     _keyword_only(obj, "generator_loss", "loss", ("fake_logits", "real_logits") if needs_real else ("fake_logits",))
 
 
-def _check_regularizer(obj: Any) -> None:
+def _check_regularizer(kind: str, obj: Any) -> None:
     if inspect.isclass(obj):  # a factory function's result can only be checked when called
         if "__call__" not in {name for klass in obj.__mro__ if klass is not object for name in vars(klass)}:
             raise ContractError(f"regularizer class {_label(obj)} has no __call__(self, *, discriminator, real, fake)")
         _keyword_only(obj, "__call__", "regularizer", ("discriminator", "real", "fake"))
 
 
-def _check_update_rule(obj: Any) -> None:
+def _check_update_rule(kind: str, obj: Any) -> None:
     if inspect.isclass(obj):
         sig = _method(obj, "apply", "update_rule")
         positional = [p for p in sig.parameters.values()
@@ -401,15 +316,182 @@ def _check_network(kind: str, obj: Any) -> None:
             raise ContractError(f"{kind} class {_label(obj)} must subclass torch.nn.Module (or be a factory function)")
 
 
+def _check_network_instance(kind: str, obj: Any) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and not isinstance(obj, torch.nn.Module):
+        raise ContractError(f"{kind} {_label(type(obj))} must build a torch.nn.Module, got {type(obj).__name__}")
+
+
+def _check_metric_instance(kind: str, obj: Any) -> None:
+    if not capability(obj, "needs_inception_features", kind="metric") and capability(obj, "bind", kind="metric") is None:
+        raise ContractError(f"metric {_label(type(obj))} sets needs_inception_features = False but has no "
+                            "bind(*, data, registry=None) giving its own detector")
+    if capability(obj, "needs_labels", kind="metric") and not _accepts(obj.compute, "fake_labels"):
+        raise ContractError(f"metric {_label(type(obj))} sets needs_labels = True but its compute() takes no "
+                            "fake_labels keyword")
+
+
+# ---------------------------------------------------------------------------------------------
+# The table of kinds
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component, declared once: everything ganforge knows about it."""
+
+    name: str
+    protocol: type
+    """The interface a built component offers (checked by ``check_instance``)."""
+    interface: str
+    """``protocol`` in words (markdown), for documentation (``kinds_markdown``)."""
+    blueprint: tuple[str, ...]
+    """Where a blueprint names one (``generator.blocks``, ``loss``, ``train.eval_metrics``...)."""
+    capabilities: Mapping[str, Capability] = field(default_factory=dict)
+    context_params: frozenset[str] = frozenset()
+    """Constructor arguments the assembler supplies (inferred from the stack); never set in a blueprint."""
+    stack_order: int | None = None
+    """A network kind (stem, blocks, head, attention): its place in the order a stack's ``type`` is
+    looked up in. Network components build ``nn.Module``s and give every setting but the context
+    parameters a default (both checked)."""
+    check: Callable[[str, Any], None] | None = None
+    """The kind's own rule for the registered class or factory (after the shared settings rules)."""
+    check_built: Callable[[str, Any], None] | None = None
+    """The kind's own rule for a built component (after its interface and capability types)."""
+
+    @property
+    def network(self) -> bool:
+        return self.stack_order is not None
+
+
+_STACK_CONTEXT = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
+_STACK_SLOTS = tuple(f"{net}.{part}" for net in ("generator", "discriminator")
+                     for part in ("stem", "blocks", "attention", "head"))
+_NETWORK_INTERFACE = "`NetworkModule`: an `nn.Module` whose `forward(x)` or `forward(x, labels)` maps a batch"
+
+
+def _network_kind(name: str, stack_order: int) -> Kind:
+    return Kind(name, NetworkModule, _NETWORK_INTERFACE, _STACK_SLOTS, _NETWORK_CAPABILITIES,
+                context_params=_STACK_CONTEXT, stack_order=stack_order, check=_check_network)
+
+
+KIND_TABLE: dict[str, Kind] = {kind.name: kind for kind in (
+    _network_kind("layer", stack_order=1),
+    _network_kind("block", stack_order=0),  # a stack's `type` is looked up as a block first
+    _network_kind("head", stack_order=2),
+    Kind("loss", Loss, "`Loss`: `discriminator_loss(*, real_logits, fake_logits)`, "
+         "`generator_loss(*, fake_logits[, real_logits])`", ("loss",),
+         _LOSS_CAPABILITIES, check=_check_loss),
+    Kind("regularizer", Regularizer, "`Regularizer`: `__call__(*, discriminator, real, fake) -> scalar`",
+         ("regularizers",), check=_check_regularizer),
+    Kind("update_rule", UpdateRule, "`UpdateRule`: `apply(plan)`", ("update_rule",), check=_check_update_rule),
+    Kind("optimizer", OptimizerFactory, "`OptimizerFactory`: `(params) -> torch.optim.Optimizer`",
+         ("optimizers.generator", "optimizers.discriminator")),
+    Kind("init", InitScheme, "`InitScheme`: `(network) -> None`", ("generator.init", "discriminator.init")),
+    Kind("dataset", Dataset, "`Dataset`: `__len__`, `__getitem__(i) -> (image, label)`", ("data",),
+         _DATASET_CAPABILITIES),
+    Kind("metric", Metric, "`Metric`: `name`, `compute(*, real, fake, fake_logits=None, real_stats=None"
+         "[, fake_labels=None]) -> dict`", ("train.eval_metrics",), _METRIC_CAPABILITIES,
+         check_built=_check_metric_instance),
+)}
+"""Every kind of component, in listing order. The one place a kind is declared."""
+
+KINDS: tuple[str, ...] = tuple(KIND_TABLE)
+"""The kinds' names, in listing order (a view of ``KIND_TABLE``)."""
+
+NETWORK_KINDS: tuple[str, ...] = tuple(sorted((k.name for k in KIND_TABLE.values() if k.network),
+                                              key=lambda name: KIND_TABLE[name].stack_order))
+"""The kinds a network stack's ``type`` may name, in lookup order (a view of ``KIND_TABLE``)."""
+
+
+def kinds_markdown() -> str:
+    """``KIND_TABLE`` as a markdown table: kind, interface, context parameters, capabilities (defaults)."""
+    rows = ["| kind | interface | context (from the stack) | capabilities (default) |", "|---|---|---|---|"]
+    done: set[str] = set()
+    for kind in KIND_TABLE.values():
+        if kind.name in done:
+            continue
+        same = [k.name for k in KIND_TABLE.values() if (k.interface, k.context_params) ==
+                (kind.interface, kind.context_params) and k.capabilities is kind.capabilities]
+        done.update(same)
+        caps = ", ".join(f"`{c.name}` ({'none' if c.method else c.default})" for c in kind.capabilities.values())
+        context = ", ".join(f"`{name}`" for name in sorted(kind.context_params))
+        rows.append(f"| {', '.join(same)} | {kind.interface} | {context or 'none'} | {caps or 'none'} |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading capabilities, checking components
+# ---------------------------------------------------------------------------------------------
+
+
+def _declared(name: str, kind: str | None) -> Capability:
+    if kind is not None and kind not in KIND_TABLE:
+        raise ValueError(f"unknown component kind {kind!r} (known: {', '.join(KIND_TABLE)})")
+    kinds = [kind] if kind is not None else list(KIND_TABLE)
+    for k in kinds:
+        if name in KIND_TABLE[k].capabilities:
+            return KIND_TABLE[k].capabilities[name]
+    where = f"kind {kind!r}" if kind is not None else "any kind"
+    raise ValueError(f"{name!r} is not a declared capability of {where} (see ganforge.contracts.KIND_TABLE)")
+
+
+def capability(obj: Any, name: str, *, kind: str | None = None) -> Any:
+    """The value of the declared capability ``name`` on ``obj``, or its declared default.
+
+    ``name`` must be declared for ``kind`` (for some kind when ``kind`` is omitted), else
+    ``ValueError``: reading an undeclared flag is a programming error. A method capability gives
+    the bound method, or None when ``obj`` does not offer it.
+    """
+    cap = _declared(name, kind)
+    value = getattr(obj, name, cap.default)
+    if cap.method:
+        return value if callable(value) else None
+    return value
+
+
+def is_attention(module: Any) -> bool:
+    """Whether ``module`` is an attention layer: it offers the ``attention_map`` capability."""
+    return capability(module, "attention_map", kind="layer") is not None
+
+
+def _check_capability_values(kind: str, obj: Any) -> None:
+    spec = KIND_TABLE.get(kind)
+    for cap in (spec.capabilities if spec is not None else {}).values():
+        value = inspect.getattr_static(obj, cap.name, None) if inspect.isclass(obj) else getattr(obj, cap.name, None)
+        if value is None:
+            continue
+        if cap.method:
+            if not callable(value) and not isinstance(value, (staticmethod, classmethod)):
+                raise ContractError(f"{kind} {_label(obj)}: {cap.name} must be a method ({cap.doc})")
+        elif isinstance(value, (property, staticmethod, classmethod)):
+            continue  # computed per instance; checked on the built component
+        elif not isinstance(value, cap.types) or (bool not in cap.types and isinstance(value, bool)):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in cap.types)
+            raise ContractError(f"{kind} {_label(obj)}: capability {cap.name} must be {names}, "
+                                f"got {type(value).__name__} ({cap.doc})")
+
+
+def check_instance(kind: str, obj: Any) -> None:
+    """Raise ``ContractError`` when a built component does not offer its kind's interface or mis-types a capability."""
+    spec = KIND_TABLE[kind]
+    interface = spec.protocol
+    if spec.network:
+        _check_network_instance(kind, obj)
+    if not isinstance(obj, interface):
+        missing = [name for name in interface.__protocol_attrs__ if not hasattr(obj, name)] \
+            if hasattr(interface, "__protocol_attrs__") else []
+        raise ContractError(f"{kind} {_label(type(obj))} does not offer the {interface.__name__} interface"
+                            + (f" (missing {', '.join(sorted(missing))})" if missing else ""))
+    _check_capability_values(kind, obj)
+    if spec.check_built is not None:
+        spec.check_built(kind, obj)
+
+
 def check_contract(kind: str, obj: Any) -> None:
     """Raise ``ContractError`` naming the first rule ``obj`` breaks as a component of ``kind``."""
     check_settings(kind, obj)
     _check_capability_values(kind, obj)
-    if kind == "loss":
-        _check_loss(obj)
-    elif kind == "regularizer":
-        _check_regularizer(obj)
-    elif kind == "update_rule":
-        _check_update_rule(obj)
-    elif kind in NETWORK_KINDS:
-        _check_network(kind, obj)
+    spec = KIND_TABLE.get(kind)
+    if spec is not None and spec.check is not None:
+        spec.check(kind, obj)

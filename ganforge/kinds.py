@@ -1,7 +1,9 @@
-"""Kinds of component and the names they may take: what the registry and the plugin index share.
+"""The names a component may take, and the record of a broken plugin: what the registry, the plugin
+index and the blueprint schema share.
 
-Both ``ganforge.registry`` and ``ganforge.plugins`` import this module, so the plugin index never
-imports the registry (the registry uses the index; the index only calls back the registry it is given).
+The kinds themselves (their names, interfaces, capabilities, context parameters and checks) are
+declared once, in ``ganforge.contracts.KIND_TABLE``. This module sits below it (it imports neither
+torch nor pydantic), so the blueprint schema and ``ganforge --help`` can use the name rules cheaply.
 """
 
 from __future__ import annotations
@@ -9,23 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS: tuple[str, ...] = (
-    "layer",
-    "block",
-    "head",
-    "loss",
-    "regularizer",
-    "update_rule",
-    "optimizer",
-    "init",
-    "dataset",
-    "metric",
-)
-"""Kinds of component. Network stacks accept ``layer``, ``block`` and ``head``."""
-
-NETWORK_KINDS: tuple[str, ...] = ("block", "layer", "head")
-
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+"""A component's (short) name."""
+
+NAME_RULE = "lowercase letters, digits and '_'"
+"""``NAME_PATTERN`` in words, for messages."""
+
+QUALIFIED_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*:[a-z][a-z0-9_]*$")
+"""``DIST:NAME``: a plugin's component picked by its (normalised) distribution name, e.g. ``my-pkg:hinge``."""
 
 
 @dataclass

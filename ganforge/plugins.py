@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from .contracts import ContractError
+from .contracts import KIND_TABLE, ContractError, check_contract
 from .errors import CollisionError, RegistryError
-from .kinds import KINDS, NAME_PATTERN, BrokenPlugin
+from .kinds import NAME_PATTERN, NAME_RULE, BrokenPlugin
 
 GROUP = "ganforge.plugins"
 DISABLE_ENV = "GANFORGE_DISABLE_PLUGINS"
@@ -107,13 +107,13 @@ class PluginIndex:
             dist_name = getattr(dist, "name", None) or "unknown distribution"
             version = getattr(dist, "version", "") or ""
             kind, _, name = ep.name.partition(".")
-            if kind not in KINDS or not NAME_PATTERN.match(name):
+            if kind not in KIND_TABLE or not NAME_PATTERN.match(name):
                 index.broken.append(
                     BrokenPlugin(
                         dist_name,
                         ep.name,
-                        f"entry point name must be KIND.NAME with KIND one of {', '.join(KINDS)} "
-                        "and NAME lowercase letters, digits and '_'",
+                        f"entry point name must be KIND.NAME with KIND one of {', '.join(KIND_TABLE)} "
+                        f"and NAME {NAME_RULE}",
                     )
                 )
                 continue
@@ -176,8 +176,6 @@ class PluginIndex:
         self._load_entry(kind, name, candidates[0], registry)
 
     def _load_entry(self, kind: str, name: str, entry: PluginEntry, registry: ComponentSink) -> None:
-        from .contracts import check_contract
-
         key = (kind, name)
         if key in self._failed:
             raise RegistryError(self._failed[key])

@@ -20,19 +20,17 @@ import fnmatch
 import importlib
 import inspect
 import pkgutil
-import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, TypeVar
 
+from .contracts import KIND_TABLE, check_keyword_only
+from .contracts import KINDS, NETWORK_KINDS  # noqa: F401  re-exported: views of the one table of kinds
 from .errors import CollisionError, RegistryError, UnknownComponentError
-from .kinds import KINDS, NAME_PATTERN, NETWORK_KINDS, BrokenPlugin
+from .kinds import NAME_PATTERN, NAME_RULE, QUALIFIED_PATTERN, BrokenPlugin
 from .plugins import PluginIndex, normalize, plugins_disabled
-
-CONTEXT_PARAMS: frozenset[str] = frozenset({"in_channels", "in_features", "in_size", "num_classes"})
-"""Constructor arguments the assembler supplies (inferred from the stack); never set in a blueprint."""
 
 BUILTIN_PACKAGES: tuple[str, ...] = (
     "ganforge.components.layers",
@@ -43,9 +41,6 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "ganforge.components.metrics",
 )
 """The component packages, by kind; the first lookup imports every module under them (and nothing else)."""
-
-QUALIFIED_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*:[a-z][a-z0-9_]*$")
-"""``DIST:NAME``: a plugin's component picked by its (normalised) distribution name, e.g. ``my-pkg:hinge``."""
 
 T = TypeVar("T")
 
@@ -92,9 +87,8 @@ class Component:
     @cached_property
     def context_params(self) -> frozenset[str]:
         """The context values (``in_channels``...) this component asks the assembler for."""
-        if self.kind not in NETWORK_KINDS:
-            return frozenset()
-        return frozenset(name for name in self._signature.parameters if name in CONTEXT_PARAMS)
+        context = KIND_TABLE[self.kind].context_params
+        return frozenset(name for name in self._signature.parameters if name in context)
 
     @cached_property
     def schema(self) -> type:
@@ -149,20 +143,6 @@ class Component:
             if context is not None and name in context:
                 kwargs[name] = context[name]
         return self.obj(**kwargs)
-
-
-def check_signature(obj: Callable[..., Any]) -> None:
-    """Components take keyword-only arguments, so settings can never be passed in the wrong order."""
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError) as err:
-        raise RegistryError(f"{obj!r} has no inspectable signature: {err}") from err
-    for param in sig.parameters.values():
-        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            raise RegistryError(
-                f"{getattr(obj, '__qualname__', obj)!r}: parameter {param.name!r} must be keyword-only "
-                "(write `def __init__(self, *, ...)`)"
-            )
 
 
 def settings_model(obj: Callable[..., Any], *, name: str, exclude: frozenset[str] = frozenset()) -> type:
@@ -253,9 +233,8 @@ class Registry:
         former setting names to current ones.
         """
         _check_kind(kind)
-        if not (NAME_PATTERN.match(name) or QUALIFIED_PATTERN.match(name)):
-            raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
-        check_signature(obj)
+        _check_name(name, qualified=True)
+        check_keyword_only(obj)
         origin = origin or _origin_of(obj)
         existing = self._entries.get((kind, name))
         if existing is not None:
@@ -276,8 +255,7 @@ class Registry:
     def deprecate(self, kind: str, old: str, new: str) -> None:
         """Make ``old`` a former name of ``kind``/``new``: looking it up finds ``new``, with a warning."""
         _check_kind(kind)
-        if not NAME_PATTERN.match(old):
-            raise RegistryError(f"invalid component name {old!r}: use lowercase letters, digits and '_'")
+        _check_name(old)
         if old == new:
             raise RegistryError(f"{kind} {old!r} cannot be an alias of itself")
         existing = self._aliases.get((kind, old))
@@ -349,7 +327,7 @@ class Registry:
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         raise UnknownComponentError(
             f"unknown component {name!r}{hint} (see `ganforge components"
-            + (f" {kinds[0]}`)" if len(kinds) < len(KINDS) else "`)"),
+            + (f" {kinds[0]}`)" if len(kinds) < len(KIND_TABLE) else "`)"),
             kind="/".join(kinds),
             name=name,
             suggestions=suggestions,
@@ -368,7 +346,7 @@ class Registry:
                 for (k, n), c in self._entries.items()
                 if (kind is None or k == kind) and fnmatch.fnmatchcase(n, pattern) and not self._duplicate(c)
             ),
-            key=lambda c: (KINDS.index(c.kind), c.name),
+            key=lambda c: (list(KIND_TABLE).index(c.kind), c.name),
         )
 
     def shadows_builtin(self, kind: str, name: str) -> bool:
@@ -417,8 +395,13 @@ class Registry:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+    if kind not in KIND_TABLE:
+        raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KIND_TABLE)}")
+
+
+def _check_name(name: str, *, qualified: bool = False) -> None:
+    if not (NAME_PATTERN.match(name) or (qualified and QUALIFIED_PATTERN.match(name))):
+        raise RegistryError(f"invalid component name {name!r}: use {NAME_RULE}")
 
 
 def _origin_of(obj: Any) -> str:
@@ -464,9 +447,8 @@ def register(kind: str, name: str, *, aliases: Iterable[str] = (),
 
     def decorate(obj: T) -> T:
         _check_kind(kind)
-        if not NAME_PATTERN.match(name):
-            raise RegistryError(f"invalid component name {name!r}: use lowercase letters, digits and '_'")
-        check_signature(obj)  # type: ignore[arg-type]
+        _check_name(name)
+        check_keyword_only(obj)
         options = {"aliases": tuple(aliases), "renamed_settings": dict(renamed_settings or {})}
         _declared.append((kind, name, obj, options))
         if _default is not None and _default._builtins_loaded:

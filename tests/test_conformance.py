@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.contracts import CAPABILITIES, INTERFACES, capability, check_contract, check_instance
+from ganforge.contracts import KIND_TABLE, NETWORK_KINDS, capability, check_contract, check_instance
 from ganforge.plugins import PluginIndex
-from ganforge.registry import NETWORK_KINDS, Component, Registry, default_registry
+from ganforge.registry import Component, Registry, default_registry
 from ganforge.components.optim.update_rules import OptimizerChoice, TrainingPlan
 from support import ROOT
 
@@ -159,13 +159,13 @@ def test_example_plugin_components_are_covered():
 
 def test_every_registered_kind_has_a_declared_contract():
     kinds = {c.kind for c in COMPONENTS}
-    assert kinds <= INTERFACES.keys() == CAPABILITIES.keys()
-    for table in CAPABILITIES.values():
-        for name, cap in table.items():
+    assert kinds <= KIND_TABLE.keys()
+    for kind in KIND_TABLE.values():
+        for name, cap in kind.capabilities.items():
             assert cap.name == name and cap.doc
 
 
-@pytest.mark.parametrize("component", by_kind(*INTERFACES))
+@pytest.mark.parametrize("component", by_kind(*KIND_TABLE))
 def test_component_follows_its_kind_contract(component: Component):
     check_contract(component.kind, component.obj)
 

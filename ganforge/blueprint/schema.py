@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..kinds import NAME_PATTERN, NAME_RULE, QUALIFIED_PATTERN
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -31,12 +33,10 @@ class ComponentSpec(BaseModel):
     @field_validator("type")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        from ..registry import QUALIFIED_PATTERN  # DIST:NAME, a plugin's component picked explicitly
-
-        if QUALIFIED_PATTERN.match(value):
+        if QUALIFIED_PATTERN.match(value):  # DIST:NAME, a plugin's component picked explicitly
             return value
-        if not value or not value.replace("_", "a").isalnum() or not value[0].isalpha() or value.lower() != value:
-            raise ValueError(f"{value!r} is not a component name (lowercase letters, digits and '_', "
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a component name ({NAME_RULE}, "
                              "or DIST:NAME for a plugin's component)")
         return value
 
