@@ -70,7 +70,7 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
                   device: str, seed: int | None, debug: bool) -> None:
     """Train the GAN a blueprint describes; torchrun it for several GPUs."""
     with user_errors(debug):
-        from .engine.run import train
+        from .commands.train import train
 
         train(blueprint, overrides=list(overrides), out=out, steps=steps, resume=resume, device=device,
               seed=seed)
@@ -256,8 +256,9 @@ def plot_command(run: str, out: str | None, debug: bool) -> None:
         from pathlib import Path
 
         from .commands.plots import plot_run
+        from .engine.run_dir import RunDir
 
-        paths = plot_run(Path(run), Path(out) if out is not None else Path(run) / "plots")
+        paths = plot_run(Path(run), Path(out) if out is not None else RunDir(Path(run)).plots)
     for path in paths:
         click.echo(str(path))
 
@@ -282,12 +283,13 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
         from .commands.attention_maps import attention_figure, default_output, parse_points
         from .engine.restore import restore
         from .commands.plots import gamma_path, plot_gamma, read_log
+        from .engine.run_dir import RunDir
 
         query_points = parse_points(points) if points is not None else None
         restored = restore(target, device="cpu")
         written = [attention_figure(restored, points=query_points, class_index=class_index, seed=seed, n=n,
                                     out=Path(out) if out is not None else default_output(restored, target))]
-        log = restored.run_dir / "metrics.jsonl"
+        log = RunDir(restored.run_dir).metrics
         if log.is_file():
             gamma = plot_gamma(read_log(log), gamma_path(restored.run_dir))  # where `plot` puts it, whatever --out
             if gamma is not None:
