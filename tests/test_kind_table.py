@@ -167,11 +167,7 @@ def _kind_name_literals(tree: ast.AST) -> list[tuple[int, list[str]]]:
     return found
 
 
-NOT_YET_FROM_THE_TABLE = {
-    # engine/benchmark.py (another owner's file) looks attention types up in these two kinds;
-    # remove this entry once it reads them from ganforge.contracts.
-    ("ganforge/engine/benchmark.py", ("layer", "block")),
-}
+NOT_YET_FROM_THE_TABLE: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def test_no_module_keeps_its_own_list_of_kind_names():

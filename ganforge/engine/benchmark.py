@@ -113,6 +113,7 @@ def parse_variant(text: str) -> Variant:
 def baseline_variant(blueprint: str | Path | LoadedBlueprint, overrides: list[str], *,
                      registry: Registry | None = None) -> Variant:
     """The reference way of running this blueprint's graph, with every attention layer explicit."""
+    from ..contracts import NETWORK_KINDS
     from ..registry import default_registry
     from .build import load_run_blueprint
 
@@ -121,7 +122,7 @@ def baseline_variant(blueprint: str | Path | LoadedBlueprint, overrides: list[st
     explicit = []
     for role in ("generator", "discriminator"):
         for index, spec in enumerate(getattr(bp, role).attention):
-            component = registry.find(spec.type, ["layer", "block"])
+            component = registry.find(spec.type, NETWORK_KINDS)  # as the assembler resolves it
             if "kernel" in component.schema.model_fields:
                 explicit.append(f"{role}.attention.{index}.kernel=explicit")
     return Variant(name=BASELINE_NAME, overrides=[*BASELINE_OVERRIDES, *explicit])
