@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from .commands.api import LoadedGenerator
 
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["__version__", "load"]
 
 

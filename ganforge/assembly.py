@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .blueprint.schema import NetworkSpec
-from .blueprint.validation import LoadedBlueprint, check_components, resolve_component
+from .blueprint.validation import LoadedBlueprint, ResolvedComponents, resolve_component, resolve_components
 from .contracts import is_attention
 from .errors import join_path
 from .registry import NETWORK_KINDS, Registry, default_registry
@@ -60,7 +60,6 @@ class NetworkPlan:
     # the blueprint key that sets the input's first dimension (latent_dim, data.channels)
     input_key: str = ""
     # set by ``assemble``: the whole assembly, so that the first training build checks both networks
-    _assembly: "Assembly | None" = field(default=None, repr=False)
 
     @property
     def output_shape(self) -> Shape:
@@ -82,19 +81,12 @@ class NetworkPlan:
     def buffer_bytes(self) -> int:
         return sum(layer.buffer_bytes for layer in self.layers)
 
-    def build(self, device: torch.device | str = "cpu", *, initialise: bool = True,
-              check_memory: bool = True) -> "Network":
+    def build(self, device: torch.device | str = "cpu", *, initialise: bool = True) -> "Network":
         """Allocate the real network (on ``device``) and apply the blueprint's init scheme.
 
-        First, unless ``check_memory`` is false, refuse with a GanforgeError when the network does
-        not fit in what ``device`` has (see ``memory_estimate``): a fresh, initialised network is
-        for training, so the first such build checks the training footprint of both networks; a
-        restored one (``initialise=False``) checks its own weights.
+        Whoever builds checks memory first (``memory_estimate.check_training`` before training,
+        ``check_weights`` before restoring): the plan does not know which use it is built for.
         """
-        if check_memory:
-            from .memory_estimate import check_build
-
-            check_build(self, device, training=initialise)
         with torch.device(device):
             modules = [component.build(settings, context) for component, settings, context in self._builders]
         network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
@@ -264,6 +256,7 @@ class Assembly:
     loaded: LoadedBlueprint
     generator: NetworkPlan
     discriminator: NetworkPlan
+    components: ResolvedComponents  # loss, regularisers, optimisers, ..., resolved once for everything downstream
     # devices whose training footprint (both networks) has been checked by a first build
     _training_checked: set[str] = field(default_factory=set, repr=False)
 
@@ -271,7 +264,7 @@ class Assembly:
 def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assembly:
     """Check the whole blueprint and plan both networks; no weights are allocated."""
     registry = registry or default_registry()
-    check_components(loaded, registry)
+    components = resolve_components(loaded, registry)
     bp = loaded.blueprint
     image: Shape = (bp.data.channels, bp.data.resolution, bp.data.resolution)
     num_classes = bp.data.num_classes
@@ -300,6 +293,5 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
             f"the discriminator must output one logit per image (shape 1), but outputs {_fmt(discriminator.output_shape)}",
             "discriminator.head", across_keys=True,
         )
-    assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator)
-    generator._assembly = discriminator._assembly = assembly
+    assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator, components=components)
     return assembly

@@ -270,19 +270,6 @@ def check_weights(plan: "NetworkPlan", device: torch.device | str, *, assembly: 
     _refuse_if_short(estimate_weights(plan), what=f"the {plan.role}'s weights", device=device, assembly=assembly)
 
 
-def check_build(plan: "NetworkPlan", device: torch.device | str, *, training: bool) -> None:
-    """``NetworkPlan.build``'s check: ``check_training`` of the plan's assembly, else ``check_weights``.
-
-    Transitional: reads the assembly back through ``plan._assembly``. Once the trainer calls
-    ``check_training`` itself, ``NetworkPlan.build`` stops calling this and it goes.
-    """
-    assembly = plan._assembly
-    if training and assembly is not None:
-        check_training(assembly, device)
-    else:
-        check_weights(plan, device, assembly=assembly)
-
-
 def _refuse_if_short(estimate: MemoryEstimate, *, what: str, device: torch.device,
                      assembly: "Assembly | None") -> None:
     available, source = available_memory(device)

@@ -82,7 +82,7 @@ def test_meta_estimate_counts_the_real_model_bytes():
     """The meta plan's bytes equal a hand count on the real (allocated) small networks."""
     assembly = assemble(load_blueprint(TINY))
     for plan in (assembly.generator, assembly.discriminator):
-        network = plan.build("cpu", initialise=False, check_memory=False)  # sizes do not depend on init
+        network = plan.build("cpu", initialise=False)  # sizes do not depend on init
         real_params = sum(p.numel() * 4 for p in network.parameters())
         real_buffers = sum(b.numel() * b.element_size() for b in network.buffers())
         assert plan.param_bytes == real_params == 4 * plan.params

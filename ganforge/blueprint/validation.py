@@ -146,20 +146,50 @@ def resolve_component(registry: "Registry", spec: ComponentSpec, *, kinds: Itera
     return component, validated
 
 
-def check_components(loaded: LoadedBlueprint, registry: "Registry") -> None:
-    """Validate every non-network component named by the blueprint (networks: see assembly)."""
+@dataclass(frozen=True)
+class Resolved:
+    """One component the blueprint names, found in the registry, with its validated settings."""
+
+    component: "Component"
+    settings: dict[str, Any]
+    path: str
+
+    def build(self, context: dict[str, Any] | None = None) -> Any:
+        return self.component.build(self.settings, context)
+
+
+@dataclass(frozen=True)
+class ResolvedComponents:
+    """Every non-network component of a blueprint, resolved once (networks: ``assembly``)."""
+
+    loss: Resolved
+    regularizers: tuple[Resolved, ...]
+    update_rules: tuple[Resolved, ...]
+    optimizers: dict[str, Resolved]
+    inits: dict[str, Resolved]
+    metrics: tuple[Resolved, ...]
+    dataset: Resolved
+
+
+def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> ResolvedComponents:
+    """Find and validate every non-network component the blueprint names; errors carry the key."""
     bp = loaded.blueprint
-    resolve_component(registry, bp.loss, kinds=["loss"], path="loss", loaded=loaded)
-    for i, spec in enumerate(bp.regularizers):
-        resolve_component(registry, spec, kinds=["regularizer"], path=join_path("regularizers", i), loaded=loaded)
-    for i, spec in enumerate(bp.update_rule):
-        resolve_component(registry, spec, kinds=["update_rule"], path=join_path("update_rule", i), loaded=loaded)
+
+    def resolve(spec: ComponentSpec, kind: str, path: str) -> Resolved:
+        component, settings = resolve_component(registry, spec, kinds=[kind], path=path, loaded=loaded)
+        return Resolved(component=component, settings=settings, path=path)
+
+    loss = resolve(bp.loss, "loss", "loss")
+    regularizers = tuple(resolve(spec, "regularizer", join_path("regularizers", i))
+                         for i, spec in enumerate(bp.regularizers))
+    update_rules = tuple(resolve(spec, "update_rule", join_path("update_rule", i))
+                         for i, spec in enumerate(bp.update_rule))
+    optimizers, inits = {}, {}
     for role in ("generator", "discriminator"):
-        resolve_component(registry, getattr(bp.optimizers, role), kinds=["optimizer"],
-                          path=f"optimizers.{role}", loaded=loaded)
-        resolve_component(registry, getattr(bp, role).init, kinds=["init"], path=f"{role}.init", loaded=loaded)
-    for i, name in enumerate(bp.train.eval_metrics):
-        resolve_component(registry, ComponentSpec(type=name), kinds=["metric"],
-                          path=join_path("train", "eval_metrics", i), loaded=loaded)
-    resolve_component(registry, ComponentSpec(type=bp.data.type, **bp.data.component_settings()), kinds=["dataset"],
-                      path="data", loaded=loaded)
+        optimizers[role] = resolve(getattr(bp.optimizers, role), "optimizer", f"optimizers.{role}")
+        inits[role] = resolve(getattr(bp, role).init, "init", f"{role}.init")
+    metrics = tuple(resolve(ComponentSpec(type=name), "metric", join_path("train", "eval_metrics", i))
+                    for i, name in enumerate(bp.train.eval_metrics))
+    dataset = resolve(ComponentSpec(type=bp.data.type, **bp.data.component_settings()), "dataset", "data")
+    return ResolvedComponents(loss=loss, regularizers=regularizers, update_rules=update_rules,
+                              optimizers=optimizers, inits=inits, metrics=metrics, dataset=dataset)

@@ -45,7 +45,7 @@ def export_generator(target: str | Path, out: str | Path, *, ema: bool = True,
     ``registry`` (default: the global one) resolves the stored blueprint's components (``restore``)."""
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from ..version import __version__
     from ..engine.samples import writing
 
     out = Path(out)

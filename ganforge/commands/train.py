@@ -20,7 +20,7 @@ def train(blueprint: str, *, overrides: list[str], out: str | None, steps: int |
 
     spec = build_run(blueprint, overrides=overrides, registry=registry)
     bp = spec.blueprint
-    dataset = build_dataset(spec.loaded, spec.registry)
+    dataset = build_dataset(spec.loaded, spec.registry, spec.assembly.components)
     run_dir = Path(out) if out else Path("runs") / (bp.name or Path(blueprint).stem)
     created = check_writable(run_dir)
     try:

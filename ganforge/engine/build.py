@@ -15,7 +15,7 @@ from ..errors import GanforgeError
 if TYPE_CHECKING:
     from ..assembly import Assembly
     from ..blueprint.schema import Blueprint
-    from ..blueprint.validation import LoadedBlueprint
+    from ..blueprint.validation import LoadedBlueprint, ResolvedComponents
     from .distributed import Placement
     from .trainer import Evaluator, Trainer
     from ..registry import Registry
@@ -61,8 +61,9 @@ def build_run(blueprint: str | Path | LoadedBlueprint, *, overrides: Iterable[st
 
     loaded = load_run_blueprint(blueprint, overrides)
     registry = default_registry() if registry is None else registry
-    return RunSpec(loaded=loaded, registry=registry, assembly=assemble(loaded, registry),
-                   plan=plan_training(loaded, registry))
+    assembly = assemble(loaded, registry)
+    return RunSpec(loaded=loaded, registry=registry, assembly=assembly,
+                   plan=plan_training(loaded, registry, components=assembly.components))
 
 
 def synthetic_data_overrides(loaded: LoadedBlueprint) -> list[str]:
@@ -101,7 +102,7 @@ def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placemen
     else:
         run = build_run(loaded, overrides=synthetic, registry=registry)
     if dataset is None or run is not given:
-        dataset = build_dataset(run.loaded, run.registry)
+        dataset = build_dataset(run.loaded, run.registry, run.assembly.components)
     options = TrainOptions(out=Path(out), steps=steps, seed=seed, resume=resume, progress=progress,
                            steps_given=steps_given)
     trainer = Trainer(assembly=run.assembly, plan=run.plan, registry=run.registry, dataset=dataset, options=options,
@@ -110,12 +111,13 @@ def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placemen
     return trainer
 
 
-def build_dataset(loaded: LoadedBlueprint, registry: Registry) -> Any:
+def build_dataset(loaded: LoadedBlueprint, registry: Registry, components: ResolvedComponents | None = None) -> Any:
     """The blueprint's dataset; a missing or empty ``data.root`` is reported here, before any model."""
-    bp = loaded.blueprint
-    component = registry.get("dataset", bp.data.type)
+    from ..blueprint.validation import resolve_components
+
+    components = resolve_components(loaded, registry) if components is None else components
     try:
-        dataset = component.build(bp.data.component_settings())
+        dataset = components.dataset.build()
     except GanforgeError as err:
         raise GanforgeError(f"{loaded.file}: data: {err}") from None
     if len(dataset) == 0:

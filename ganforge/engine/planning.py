@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..blueprint.validation import LoadedBlueprint, resolve_component
-from ..errors import join_path
+from ..blueprint.validation import LoadedBlueprint, ResolvedComponents, resolve_components
 from ..components.optim.update_rules import OptimizerChoice, TrainingPlan, UpdateRuleConflict
 
 if TYPE_CHECKING:
     from ..registry import Registry
 
 
-def plan_training(loaded: LoadedBlueprint, registry: "Registry") -> TrainingPlan:
+def plan_training(loaded: LoadedBlueprint, registry: "Registry",
+                  components: ResolvedComponents | None = None) -> TrainingPlan:
+    """The plan the blueprint's update rules make; ``components`` (the assembly's) saves resolving again."""
     bp = loaded.blueprint
+    components = resolve_components(loaded, registry) if components is None else components
     optimizers = {}
     for role in ("generator", "discriminator"):
-        spec = getattr(bp.optimizers, role)
-        component, settings = resolve_component(registry, spec, kinds=["optimizer"], path=f"optimizers.{role}",
-                                                loaded=loaded)
-        optimizers[role] = OptimizerChoice(name=component.name, settings=settings, fixed=set(spec.settings))
+        resolved = components.optimizers[role]
+        optimizers[role] = OptimizerChoice(name=resolved.component.name, settings=resolved.settings,
+                                           fixed=set(getattr(bp.optimizers, role).settings))
     plan = TrainingPlan(optimizers=optimizers)
-    for index, spec in enumerate(bp.update_rule):
-        path = join_path("update_rule", index)
-        component, settings = resolve_component(registry, spec, kinds=["update_rule"], path=path, loaded=loaded)
+    for rule in components.update_rules:
         try:
-            component.build(settings).apply(plan)
+            rule.build().apply(plan)
         except UpdateRuleConflict as err:
-            raise loaded.error(str(err), path) from err
+            raise loaded.error(str(err), rule.path) from err
     return plan

@@ -58,7 +58,7 @@ def build_restored(assembly: Assembly, role: str, device: torch.device | str) ->
     when its weights cannot fit on ``device``."""
     plan = getattr(assembly, role)
     check_weights(plan, device, assembly=assembly)
-    return plan.build(device, initialise=False, check_memory=False)
+    return plan.build(device, initialise=False)
 
 
 def warn_on_stderr(message: str) -> None:

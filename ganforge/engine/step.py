@@ -16,6 +16,7 @@ from torch import nn
 
 from ..components.layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
 from ..contracts import capability
+from ..memory_estimate import check_training
 from .data_stream import DataStream
 from ..components.optim.update_rules import TrainingPlan
 from .runtime import Runtime
@@ -42,14 +43,15 @@ class GANUpdate:
         self.stream = DataStream(dataset, batch_size=self.micro_batch, seed=seed, rank=placement.rank,
                                  world_size=placement.world_size, num_workers=self.train.num_workers,
                                  pin_memory=runtime.cuda)
+        check_training(assembly, self.device)  # both networks, their gradients and optimiser state fit
         generator = runtime.place(assembly.generator.build(self.device))
         discriminator = runtime.place(assembly.discriminator.build(self.device))
         self.ema = None if plan.ema_decay is None else copy.deepcopy(generator).eval().requires_grad_(False)
 
         # Real and generated images share one D pass when nothing in D mixes images of a batch.
         self.joint_d_pass = self.train.joint_d_pass and not batch_dependent(discriminator)
-        self.loss = registry.get("loss", bp.loss.type).build(bp.loss.settings)
-        self.regularizers = [registry.get("regularizer", r.type).build(r.settings) for r in bp.regularizers]
+        self.loss = assembly.components.loss.build()
+        self.regularizers = [regularizer.build() for regularizer in assembly.components.regularizers]
         self.g_opt = runtime.optimizer(self._make_optimizer(registry, "generator"), generator)
         self.d_opt = runtime.optimizer(self._make_optimizer(registry, "discriminator"), discriminator)
         self.g, self.d = runtime.views(generator), runtime.views(discriminator)
