@@ -177,7 +177,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
                    debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
-        from .commands.generation import sample_grid
+        from .sampling.generation import sample_grid
 
         drawn = sample_grid(target, count=count, class_index=class_index, truncation=truncation, seed=seed, out=out,
                             individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device)
@@ -232,7 +232,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
                      batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
-        from .commands.evaluation import evaluate_checkpoint
+        from .evaluation import evaluate_checkpoint
 
         run, result = evaluate_checkpoint(target, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                           n=count, reference=reference, inception=inception, device=device,

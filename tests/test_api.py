@@ -71,7 +71,7 @@ def test_load_a_checkpoint_gives_a_generator_ready_to_sample():
 
 def test_generate_shape_range_and_determinism_by_seed():
     from ganforge.engine.restore import restore
-    from ganforge.commands.generation import generate
+    from ganforge.sampling.generation import generate
 
     g = ganforge.load(FIXTURE, device="cpu")
     images = g.generate(6, seed=3)

@@ -82,7 +82,7 @@ def test_the_global_registry_lacks_the_toy_components(custom):
 def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run):
     from ganforge.engine.restore import restore
     from ganforge.errors import GanforgeError
-    from ganforge.commands.evaluation import evaluate_checkpoint, evaluate_generator
+    from ganforge.evaluation import evaluate_checkpoint, evaluate_generator
 
     run = restore(custom_run, registry=custom)
     assert run.registry is custom and run.step == 2
@@ -102,7 +102,7 @@ def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run
 
 def test_reference_data_comes_from_the_given_registry(custom, custom_run):
     from ganforge.engine.restore import restore
-    from ganforge.commands.evaluation import _reference_source
+    from ganforge.evaluation import _reference_source
 
     run = restore(custom_run, registry=custom)
     source = _reference_source(run.loaded, reference=None, n=8, registry=custom)
@@ -225,7 +225,7 @@ def test_metric_binding_uses_the_runs_registry():
     import functools
 
     from ganforge.blueprint.schema import DataSpec
-    from ganforge.commands.evaluation import _bind
+    from ganforge.evaluation import _bind
     from ganforge.registry import Registry, default_registry
 
     seen = []

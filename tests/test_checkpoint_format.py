@@ -31,7 +31,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-format2" / "step-0000
 
 
 def sample_batch(run, n: int = 4) -> torch.Tensor:
-    from ganforge.commands.generation import generate
+    from ganforge.sampling.generation import generate
 
     bp = run.loaded.blueprint
     with torch.no_grad():

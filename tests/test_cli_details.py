@@ -79,7 +79,7 @@ def test_grid_columns_prefer_one_column_per_class_when_that_is_regular():
 
 
 def test_column_classes_keep_the_latents():
-    from ganforge.commands.generation import latent_batches
+    from ganforge.sampling.generation import latent_batches
 
     plain = list(latent_batches(n=32, latent_dim=4, num_classes=4, batch_size=12, seed=3))
     laid_out = list(latent_batches(n=32, latent_dim=4, num_classes=4, batch_size=12, seed=3, columns=8))
@@ -89,7 +89,7 @@ def test_column_classes_keep_the_latents():
 
 
 def test_sample_32_is_an_8_by_4_grid_with_one_class_per_column(cli, run, tmp_path, monkeypatch):
-    import ganforge.commands.generation as generation
+    import ganforge.sampling.generation as generation
 
     seen = []
     original = generation.latent_batches
@@ -149,7 +149,7 @@ def test_small_evaluation_warns_and_explains_a_zero_kid_std(cli, run, stand_in):
 
 
 def test_small_sample_warning_only_for_fid_and_kid_below_10k():
-    from ganforge.commands.evaluation import small_sample_warning
+    from ganforge.evaluation import small_sample_warning
 
     assert small_sample_warning(["fid", "pr"], 500) == (
         "warning: FID is biased below about 10,000 images (--n 500); compare only numbers computed with the same --n")

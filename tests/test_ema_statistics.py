@@ -70,7 +70,7 @@ def test_ema_update_copies_batch_norm_statistics_not_singular_vectors(trained):
 
 @pytest.mark.parametrize("use", ["samples", "evaluation"])
 def test_ema_generator_samples_and_evaluates_with_its_own_converged_sigma(trained, monkeypatch, use):
-    from ganforge.commands import evaluation
+    from ganforge import evaluation
     from ganforge.components.layers.spectral_norm import spectral_norm_modules
 
     for sn in spectral_norm_modules(trained.update.ema):  # stale vectors, as between samplings
@@ -131,7 +131,7 @@ class TinyGenerator(nn.Module):
 
 
 def test_standing_statistics_are_the_average_over_the_passes():
-    from ganforge.commands.standing_stats import standing_statistics
+    from ganforge.sampling.standing_stats import standing_statistics
 
     torch.manual_seed(0)
     network = TinyGenerator()
@@ -170,7 +170,7 @@ def test_standing_statistics_are_the_average_over_the_passes():
 
 
 def test_seeded_standing_statistics_are_reproducible_and_zero_passes_change_nothing():
-    from ganforge.commands.standing_stats import seeded_standing_statistics
+    from ganforge.sampling.standing_stats import seeded_standing_statistics
 
     torch.manual_seed(0)
     network = TinyGenerator()

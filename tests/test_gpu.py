@@ -158,7 +158,7 @@ def test_class_grouped_minibatch_stddev_under_bf16_matches_a_float64_loop():
 def test_standing_statistics_on_cuda_match_the_cpu(tmp_path):
     import copy
 
-    from ganforge.commands.standing_stats import seeded_standing_statistics
+    from ganforge.sampling.standing_stats import seeded_standing_statistics
     from ganforge.engine.build import build_trainer
     from ganforge.engine.distributed import place_process
 

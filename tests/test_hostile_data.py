@@ -94,7 +94,7 @@ def test_oversized_images_are_skipped_and_counted(tmp_path, monkeypatch, case):
 # --- §3c: a directory symlink loop adds nothing ---------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["training", "reference"])
 def test_symlink_loops_are_visited_once(tmp_path, where):
-    from ganforge.commands.evaluation import check_reference
+    from ganforge.evaluation import check_reference
 
     root = make_folder(tmp_path / "train")
     os.symlink("..", root / "cat" / "loop")  # cat/loop/cat/loop/... back to the root

@@ -19,7 +19,7 @@ import torch
 from ..assembly import Network
 from ..blueprint.schema import Blueprint
 from ..errors import GanforgeError
-from .generation import latent_batches
+from ..sampling.generation import latent_batches
 
 __all__ = ["LoadedGenerator", "load"]
 
@@ -84,7 +84,7 @@ class LoadedGenerator:
         BigGAN's standing statistics, as ``ganforge sample --standing-stats`` (latents from ``seed`` + 1);
         changes ``network`` in place and returns which statistics it now holds, in words.
         """
-        from .standing_stats import seeded_standing_statistics
+        from ..sampling.standing_stats import seeded_standing_statistics
 
         return seeded_standing_statistics(self.network, passes=passes, latent_dim=self.latent_dim,
                                           num_classes=self.num_classes, sample_seed=seed, truncation=truncation,

@@ -175,7 +175,7 @@ def attention_figure(restored: "RestoredRun", *, points: Sequence[Point] | None 
     Rows are images; the first column is the image with every query point marked, then one
     column per (point, attention layer) with that point's attention map overlaid.
     """
-    from .generation import latents
+    from ..sampling.generation import latents
 
     generator = restored.generator
     layers = find_attention_layers(generator)

@@ -75,7 +75,7 @@ def evaluator(train: Any) -> Any:
     """What the loop calls at ``train.eval_every``: the blueprint's ``train.eval_*`` metrics, no progress bar."""
 
     def evaluate(network: Any, *, loaded: Any, device: Any, generator_label: str) -> Any:
-        from .evaluation import evaluate_generator
+        from ..evaluation import evaluate_generator
 
         return evaluate_generator(network, loaded=loaded, metrics=list(train.eval_metrics), n=train.eval_images,
                                   inception=train.eval_inception, device=device, progress=False,

@@ -148,7 +148,7 @@ class GratingDrawer(torch.nn.Module):
 def test_evaluation_passes_each_image_its_conditioning_class(shift, expected):
     """A generator drawing the asked class scores 1, one drawing the next class 0: labels line up with images."""
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.commands.evaluation import evaluate_generator
+    from ganforge.evaluation import evaluate_generator
     from support import TINY
 
     loaded = load_blueprint(TINY, ["data.size=64"])

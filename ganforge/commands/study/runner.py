@@ -143,7 +143,7 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
     """Evaluate the run's newest checkpoint as ``ganforge evaluate`` does, then write ``done.json``."""
     from ...engine.distributed import choose_device
     from ...engine.restore import restore
-    from ..evaluation import evaluate_generator, record_evaluation
+    from ...evaluation import evaluate_generator, record_evaluation
 
     dev = choose_device(device)
     run = restore(folder, device=dev)

@@ -10,6 +10,8 @@ from typing import Iterator
 
 import torch
 
+from ..engine.samples import column_classes  # noqa: F401  (grid layout lives with the grids)
+
 __all__ = ["class_labels", "column_classes", "conditioning_labels", "latent_batches", "latents"]
 
 
@@ -32,12 +34,6 @@ def class_labels(n: int, num_classes: int, *, class_index: int | None, generator
     if class_index is not None:
         return torch.full((n,), class_index, dtype=torch.long, device=device)
     return torch.randint(0, num_classes, (n,), generator=generator).to(device)
-
-
-def column_classes(n: int, num_classes: int, columns: int, *, start: int = 0,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Labels of images ``start``..``start+n-1`` of a grid ``columns`` wide: column c shows class c mod num_classes."""
-    return ((torch.arange(start, start + n) % columns) % num_classes).to(device)
 
 
 def latent_batches(*, n: int, latent_dim: int, num_classes: int, batch_size: int = 64, seed: int = 0,

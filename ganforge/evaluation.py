@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..assembly import Network
-from ..blueprint.validation import LoadedBlueprint
-from ..contracts import capability
-from ..errors import GanforgeError
-from .generation import conditioning_labels, generate
-from ..registry import Registry, default_registry
+from .assembly import Network
+from .blueprint.validation import LoadedBlueprint
+from .contracts import capability
+from .errors import GanforgeError
+from .sampling.generation import conditioning_labels, generate
+from .registry import Registry, default_registry
 
 if TYPE_CHECKING:
-    from ..engine.restore import RestoredRun
+    from .engine.restore import RestoredRun
 
-from ..components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
+from .components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
 
 
 @dataclass
@@ -50,8 +50,8 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
     (default: the global one) finds the metrics and the training data used as the reference.
     """
-    from ..components.metrics.features import extract_features
-    from ..components.metrics.inception import load_inception
+    from .components.metrics.features import extract_features
+    from .components.metrics.inception import load_inception
 
     registry = default_registry() if registry is None else registry
     components = [registry.get("metric", name) for name in metrics]
@@ -135,9 +135,9 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
     ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes. The
     result is appended to the run's ``metrics.jsonl`` only when the run already has one.
     """
-    from ..engine.distributed import choose_device
-    from ..engine.restore import restore, warn_on_stderr
-    from .standing_stats import seeded_standing_statistics
+    from .engine.distributed import choose_device
+    from .engine.restore import restore, warn_on_stderr
+    from .sampling.standing_stats import seeded_standing_statistics
 
     if not metrics:
         raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
@@ -219,7 +219,7 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
     inception_metrics = [metric for metric in built if capability(metric, "needs_inception_features", kind="metric")]
     if not inception_metrics:
         return
-    from ..components.metrics.inception import load_inception
+    from .components.metrics.inception import load_inception
 
     load_inception(inception, device=device)
     if reference is None or not any(_needs_real(metric) for metric in inception_metrics):
@@ -237,7 +237,7 @@ def check_reference(reference: str) -> Any:
     A folder must hold at least one image that decodes (the first readable one is found by trying them
     in order); a missing path, an unlistable folder or an unreadable file raises ``GanforgeError``.
     """
-    from ..components.data.imagefolder import UNREADABLE, open_image
+    from .components.data.imagefolder import UNREADABLE, open_image
 
     path = Path(reference).expanduser()
     if path.is_file():
@@ -257,7 +257,7 @@ def check_reference(reference: str) -> Any:
 
 def reference_images(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (any layout; hidden entries skipped, each real folder once)."""
-    from ..components.data.images import image_files
+    from .components.data.images import image_files
 
     paths = image_files(folder)
     if not paths:
@@ -270,7 +270,7 @@ _loaded_files: dict[tuple[str, int, int], Any] = {}
 
 def _load_reference_file(path: Path) -> Any:
     """``load_reference_file``, kept for the last file so the up-front check does not read it twice."""
-    from ..components.metrics.reference import load_reference_file
+    from .components.metrics.reference import load_reference_file
 
     try:
         info = path.stat()
@@ -303,8 +303,8 @@ class _Source:
 def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
                       registry: Registry | None = None) -> Any:
     """A ready reference: the loaded file (tensor or (mu, sigma)) or a ``_Source`` dataset; nothing extracted."""
-    from ..components.data.imagefolder import ImageFiles
-    from ..components.metrics.reference import default_cache_dir
+    from .components.data.imagefolder import ImageFiles
+    from .components.metrics.reference import default_cache_dir
 
     bp = loaded.blueprint
     if reference is not None and Path(reference).expanduser().is_file():
@@ -337,7 +337,7 @@ def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
 
 def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
                         progress: bool) -> tuple[torch.Tensor | None, Any, str]:
-    from ..components.metrics.reference import reference_features
+    from .components.metrics.reference import reference_features
 
     if not isinstance(source, _Source):
         loaded_ref, reference = source

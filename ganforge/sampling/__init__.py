@@ -1,0 +1,1 @@
+"""Sampling from a generator: latents and class labels by seed, standing statistics, images and grids."""
