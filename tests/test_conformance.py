@@ -19,7 +19,7 @@ import torch
 from ganforge.contracts import KIND_TABLE, NETWORK_KINDS, capability, check_contract, check_instance
 from ganforge.plugins import PluginIndex
 from ganforge.registry import Component, Registry, default_registry
-from ganforge.components.optim.update_rules import OptimizerChoice, TrainingPlan
+from ganforge.engine.planning import OptimizerChoice, TrainingPlan
 from support import ROOT
 
 EXAMPLE = ROOT / "plugins" / "ganforge-example"

@@ -166,7 +166,7 @@ def test_one_example_per_kind_runs():
 
     from ganforge.contracts import check_contract
     from ganforge.registry import KINDS
-    from ganforge.components.optim.update_rules import OptimizerChoice, TrainingPlan
+    from ganforge.engine.planning import OptimizerChoice, TrainingPlan
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### One example per kind"):]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..assembly import Assembly, NetworkPlan
-from ..components.optim.update_rules import TrainingPlan
+from ..engine.planning import TrainingPlan
 
 
 def describe(assembly: Assembly, plan: TrainingPlan) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ..components.layers.spectral_norm import buffers_outside_spectral_norm, ref
 from ..contracts import capability
 from ..memory_estimate import check_training
 from .data_stream import DataStream
-from ..components.optim.update_rules import TrainingPlan
+from .planning import TrainingPlan
 from .runtime import Runtime
 from .seeding import derive_seed
 

@@ -29,7 +29,7 @@ from .step import GANUpdate
 
 if TYPE_CHECKING:
     from ..assembly import Assembly
-    from ..components.optim.update_rules import TrainingPlan
+    from .planning import TrainingPlan
     from ..registry import Registry
 
 

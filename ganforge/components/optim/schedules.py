@@ -9,12 +9,15 @@ the rates the uninterrupted run would have.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping
 
 from pydantic import Field
 
 from ...registry import register
-from .update_rules import TrainingPlan, UpdateRuleConflict
+from .update_rules import UpdateRuleConflict
+
+if TYPE_CHECKING:
+    from ...engine.planning import TrainingPlan
 
 ROLES = ("generator", "discriminator")
 

@@ -1,6 +1,6 @@
 """Update rules: how G and D take turns and at what rates.
 
-A rule edits a ``TrainingPlan``; rules listed together in a blueprint apply in order,
+A rule edits the engine's ``TrainingPlan`` (``ganforge.engine.planning``); rules listed together in a blueprint apply in order,
 so ``ttur`` (learning rates) and ``n_critic`` (D steps per G step) combine. A rule that must act
 during training appends a ``StepHook`` to ``plan.step_hooks``: the engine calls each one before
 every training step (``lr_schedule`` in ``schedules.py`` is one).
@@ -8,8 +8,10 @@ every training step (``lr_schedule`` in ``schedules.py`` is one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+if TYPE_CHECKING:
+    from ...engine.planning import TrainingPlan
 
 from pydantic import Field
 
@@ -17,37 +19,6 @@ from ...registry import register
 
 Beta = Annotated[float, Field(ge=0, lt=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
-
-
-@dataclass
-class OptimizerChoice:
-    """A registered optimiser and its settings, for one network."""
-
-    name: str
-    settings: dict[str, Any]
-    fixed: set[str] = field(default_factory=set)  # keys the blueprint's optimizers section set itself
-
-
-StepHook = Callable[[int, int, Mapping[str, Any]], None]
-"""``hook(step, total_steps, optimizers)``, called before every training step.
-
-``step`` counts the steps already taken (0 for the first), ``total_steps`` is the run's length
-(``train.steps`` or ``--steps``), ``optimizers`` maps ``"generator"``/``"discriminator"`` to the
-``torch.optim.Optimizer``. A hook should set state as a pure function of ``step`` (e.g.
-``group["lr"] = base * factor(step)``), never accumulate it: then ``--resume`` is exact.
-"""
-
-
-@dataclass
-class TrainingPlan:
-    """What the engine needs to schedule updates; no architecture in here."""
-
-    optimizers: dict[str, OptimizerChoice]
-    d_steps: int = 1
-    ema_decay: float | None = None
-    ema_start: int = 0
-    set_by: dict[str, str] = field(default_factory=dict)  # plan field → rule that set it
-    step_hooks: list[StepHook] = field(default_factory=list)  # called before every step, in order
 
 
 class UpdateRuleConflict(ValueError):
