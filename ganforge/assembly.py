@@ -59,7 +59,6 @@ class NetworkPlan:
     init: tuple["Component", dict[str, Any]] | None = None
     # the blueprint key that sets the input's first dimension (latent_dim, data.channels)
     input_key: str = ""
-    # set by ``assemble``: the whole assembly, so that the first training build checks both networks
 
     @property
     def output_shape(self) -> Shape:

@@ -247,3 +247,17 @@ def test_metric_binding_uses_the_runs_registry():
             return ("bound", data)
 
     assert _bind(OldStyle(), data="d", registry=custom) == ("bound", "d")
+
+
+def test_a_trainer_without_an_evaluator_builds_and_refuses_to_run_an_evaluating_blueprint(tmp_path):
+    """The benchmark builds trainers it never runs; a run that would evaluate needs an evaluator before step 1."""
+    from ganforge.engine.build import build_trainer
+    from ganforge.engine.distributed import place_process
+    from ganforge.errors import GanforgeError
+
+    trainer = build_trainer(str(TINY), overrides=["train.batch_size=8", "train.eval_every=2"],
+                            placement=place_process("cpu"), out=tmp_path / "run", data="synthetic", steps=2)
+    trainer.train_step()  # what the benchmark does
+    with pytest.raises(GanforgeError, match="train.eval_every: this run was built without an evaluator"):
+        trainer.run()
+    assert not (tmp_path / "run" / "checkpoints").exists()

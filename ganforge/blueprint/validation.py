@@ -190,6 +190,13 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
         inits[role] = resolve(getattr(bp, role).init, "init", f"{role}.init")
     metrics = tuple(resolve(ComponentSpec(type=name), "metric", join_path("train", "eval_metrics", i))
                     for i, name in enumerate(bp.train.eval_metrics))
-    dataset = resolve(ComponentSpec(type=bp.data.type, **bp.data.component_settings()), "dataset", "data")
+    dataset = resolve_dataset(loaded, registry)
     return ResolvedComponents(loss=loss, regularizers=regularizers, update_rules=update_rules,
                               optimizers=optimizers, inits=inits, metrics=metrics, dataset=dataset)
+
+
+def resolve_dataset(loaded: LoadedBlueprint, registry: "Registry") -> Resolved:
+    """The blueprint's dataset alone (the loader benchmark reads data without the rest)."""
+    spec = ComponentSpec(type=loaded.blueprint.data.type, **loaded.blueprint.data.component_settings())
+    component, settings = resolve_component(registry, spec, kinds=["dataset"], path="data", loaded=loaded)
+    return Resolved(component=component, settings=settings, path="data")

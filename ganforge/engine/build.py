@@ -113,11 +113,11 @@ def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placemen
 
 def build_dataset(loaded: LoadedBlueprint, registry: Registry, components: ResolvedComponents | None = None) -> Any:
     """The blueprint's dataset; a missing or empty ``data.root`` is reported here, before any model."""
-    from ..blueprint.validation import resolve_components
+    from ..blueprint.validation import resolve_dataset
 
-    components = resolve_components(loaded, registry) if components is None else components
+    resolved = resolve_dataset(loaded, registry) if components is None else components.dataset
     try:
-        dataset = components.dataset.build()
+        dataset = resolved.build()
     except GanforgeError as err:
         raise GanforgeError(f"{loaded.file}: data: {err}") from None
     if len(dataset) == 0:

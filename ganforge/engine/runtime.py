@@ -45,13 +45,13 @@ class Runtime:
         self.device = placement.device
         self.cuda = self.device.type == "cuda"
         self._vote_group: Any = None
+        if train.sync_batchnorm and placement.distributed and not self.cuda:
+            report("train.sync_batchnorm: PyTorch's SyncBatchNorm needs CUDA; ignored on CPU")
 
     # -- networks -------------------------------------------------------------------------
     def place(self, network: nn.Module) -> nn.Module:
         """SyncBN across processes and channels-last memory, as the blueprint asks."""
-        if self.train.sync_batchnorm and self.placement.distributed and not self.cuda:
-            self.report("train.sync_batchnorm: PyTorch's SyncBatchNorm needs CUDA; ignored on CPU")
-        elif self.train.sync_batchnorm and self.placement.distributed:
+        if self.train.sync_batchnorm and self.placement.distributed and self.cuda:
             network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
         if self.cuda and self.train.channels_last:
             network.to(memory_format=torch.channels_last)
@@ -96,7 +96,7 @@ class Runtime:
         if not self.cuda:
             yield
             return
-        matmul = torch.backends.cuda.matmul.allow_tf32
+        matmul = _legacy_matmul_tf32()
         torch.backends.cuda.matmul.allow_tf32 = self.train.tf32
         deterministic = self.train.deterministic
         try:
@@ -104,7 +104,8 @@ class Runtime:
                                             allow_tf32=self.train.tf32):
                 yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = matmul
+            if matmul is not None:
+                torch.backends.cuda.matmul.allow_tf32 = matmul
 
     # -- data -----------------------------------------------------------------------------
     def to_device(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -136,3 +137,12 @@ class Runtime:
     def barrier(self) -> None:
         if self.placement.distributed:
             torch.distributed.barrier()
+
+
+def _legacy_matmul_tf32() -> bool | None:
+    """The matmul TF32 flag to put back, or None where reading it is refused (torch >= 2.9 after a
+    process set the newer ``fp32_precision`` API: the two may not be mixed)."""
+    try:
+        return torch.backends.cuda.matmul.allow_tf32
+    except RuntimeError:
+        return None

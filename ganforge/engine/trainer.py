@@ -65,9 +65,6 @@ class Trainer:
         self.loaded = assembly.loaded
         self.train = self.loaded.blueprint.train
         self.options, self.placement, self.report = options, placement, report
-        if self.train.eval_every and evaluate is None:
-            raise GanforgeError(f"{self.loaded.file}: train.eval_every: this run was built without an evaluator "
-                                "(ganforge train provides one)")
         self.evaluator = evaluate
         seed_everything(process_seed(options.seed, placement.rank))
         self.runtime = Runtime(train=self.train, placement=placement, report=report)
@@ -87,7 +84,14 @@ class Trainer:
 
     # -- what the loop calls --------------------------------------------------------------
     def open(self) -> RunLog | None:
-        """Create the run folder, resume when asked, and open the run log (rank 0 only)."""
+        """Create the run folder, resume when asked, and open the run log (rank 0 only).
+
+        Refuses, before the first step, a run that would have to evaluate without an evaluator.
+        """
+        if self.train.eval_every and self.evaluator is None:
+            raise GanforgeError(f"{self.loaded.file}: train.eval_every: this run was built without an evaluator "
+                                "(ganforge train passes one; with build_trainer, pass "
+                                "evaluate=ganforge.commands.train.evaluator(blueprint.train))")
         out = self.options.out
         if self.placement.is_main:
             with writing(out, "run folder"):
@@ -167,10 +171,10 @@ class Trainer:
     @torch.no_grad()
     def save_samples(self, fixed: tuple[torch.Tensor, torch.Tensor | None], log: RunLog | None = None) -> None:
         z, labels = fixed
-        network = self.update.sampling_generator()
-        was_training = network.training
-        network.eval()
         with self.runtime.backend_flags():
+            network = self.update.sampling_generator()
+            was_training = network.training
+            network.eval()
             images = torch.cat([network(z[i:i + 16], None if labels is None else labels[i:i + 16])
                                 for i in range(0, z.shape[0], 16)])
         network.train(was_training)
