@@ -111,7 +111,7 @@ def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variant
     """
     with user_errors(debug):
         if component is not None:
-            from .engine.attention_benchmark import format_attention_table, measure_attention
+            from .commands.benchmark.attention import format_attention_table, measure_attention
 
             sizes = _int_list(resolutions, "--resolutions")
             report = measure_attention(sizes=sizes, channels=channels, batch=batch, pooled=pooled, device=device,
@@ -120,13 +120,13 @@ def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variant
         elif blueprint is None:
             raise GanforgeError("benchmark needs a BLUEPRINT (or --component self_attention)")
         elif data == "loader":
-            from .engine.loader_benchmark import format_loader_table, measure_loader_of
+            from .commands.benchmark.loader import format_loader_table, measure_loader_of
 
             report = measure_loader_of(blueprint, overrides=list(overrides), repeats=repeats, warmup=warmup,
                                        batches=steps)
             text = format_loader_table(report)
         else:
-            from .engine.benchmark import format_table, measure_all, parse_variant
+            from .commands.benchmark.training import format_table, measure_all, parse_variant
 
             rows = [parse_variant(v) for v in (variants or ("",))]
             report = measure_all(blueprint, overrides=list(overrides), variants=rows, device=device, steps=steps,

@@ -44,7 +44,7 @@ def test_counted_flops_equal_a_direct_count_at_the_full_batch(tmp_path):
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.blueprint.validation import load_blueprint
-    from ganforge.engine.benchmark import _flops_per_step
+    from ganforge.commands.benchmark.training import _flops_per_step
     from ganforge.engine.distributed import place_process
     from ganforge.engine.build import build_trainer
 
@@ -59,7 +59,7 @@ def test_counted_flops_equal_a_direct_count_at_the_full_batch(tmp_path):
 
 
 def test_baseline_row_makes_every_attention_layer_explicit():
-    from ganforge.engine.benchmark import BASELINE_OVERRIDES, baseline_variant
+    from ganforge.commands.benchmark.training import BASELINE_OVERRIDES, baseline_variant
 
     variant = baseline_variant(str(TINY), [])
     assert variant.overrides == [*BASELINE_OVERRIDES, "generator.attention.0.kernel=explicit",

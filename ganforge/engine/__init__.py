@@ -1,2 +1,2 @@
-"""The generic training engine and its orchestration (build → plan → run → trainer): knows losses, update rules
+"""The generic training engine (build → plan → step, runtime, loop): knows losses, update rules
 and checkpoints, never architectures."""

@@ -28,7 +28,7 @@ def parse_study_variant(text: str) -> StudyVariant:
     The overrides are split exactly as ``ganforge benchmark --variant`` splits them. Without a
     name the overrides themselves name the row; an empty text is the blueprint itself.
     """
-    from ...engine.benchmark import parse_variant
+    from ..benchmark.training import parse_variant
 
     head, colon, rest = text.partition(":")
     named = bool(colon) and "=" not in head

@@ -49,7 +49,7 @@ class AttentionReport:
         return next(r for r in self.rows if r.size == size and r.kernel == kernel)
 
     def to_json(self) -> dict[str, Any]:
-        from .benchmark import environment
+        from .training import environment
 
         return {"device": self.device, "device_name": self.device_name, **environment(), "settings": self.settings,
                 "rows": [asdict(r) for r in self.rows], "comparisons": [asdict(c) for c in self.comparisons]}
@@ -58,9 +58,9 @@ class AttentionReport:
 def measure_attention(*, sizes: list[int], channels: int, batch: int, pooled: bool = True, device: str = "auto",
                       repeats: int = 5, warmup: int = 2, seed: int = 0) -> AttentionReport:
     """Time and compare both kernels at every size; a kernel that runs out of memory is reported, not fatal."""
-    from ..errors import GanforgeError
-    from ..components.layers.attention import SelfAttention
-    from .distributed import place_process
+    from ...errors import GanforgeError
+    from ...components.layers.attention import SelfAttention
+    from ...engine.distributed import place_process
 
     if channels % 8:
         raise GanforgeError(f"--channels: self_attention needs a multiple of 8, got {channels}")
@@ -101,7 +101,7 @@ def measure_attention(*, sizes: list[int], channels: int, batch: int, pooled: bo
 
 def _measure_one(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor, *, size: int, kernel: str,
                  repeats: int, warmup: int) -> tuple[AttentionRow, tuple[torch.Tensor, torch.Tensor] | None]:
-    from ..components.layers.spectral_norm import frozen_spectral_norm
+    from ...components.layers.spectral_norm import frozen_spectral_norm
 
     cuda = x.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
@@ -139,7 +139,7 @@ def _measure_one(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tenso
 
 def _time(step: Any, *, cuda: bool) -> float:
     if cuda:
-        from .benchmark import cuda_seconds
+        from .training import cuda_seconds
 
         return cuda_seconds(step)
     start = time.perf_counter()
@@ -148,7 +148,7 @@ def _time(step: Any, *, cuda: bool) -> float:
 
 
 def format_attention_table(report: AttentionReport) -> str:
-    from .benchmark import environment
+    from .training import environment
 
     s, env = report.settings, environment()
     lines = [f"self_attention, device {report.device} ({report.device_name}), torch {env['torch']}, "

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 if TYPE_CHECKING:
-    from ..blueprint.validation import LoadedBlueprint
-    from ..registry import Registry
+    from ...blueprint.validation import LoadedBlueprint
+    from ...registry import Registry
 
 #: The overrides that turn any blueprint into the way the reference implementations train:
 #: fp32 without TF32, eager, NCHW, the plain per-parameter Adam loop (attention is made
@@ -113,9 +113,9 @@ def parse_variant(text: str) -> Variant:
 def baseline_variant(blueprint: str | Path | LoadedBlueprint, overrides: list[str], *,
                      registry: Registry | None = None) -> Variant:
     """The reference way of running this blueprint's graph, with every attention layer explicit."""
-    from ..contracts import NETWORK_KINDS
-    from ..registry import default_registry
-    from .build import load_run_blueprint
+    from ...contracts import NETWORK_KINDS
+    from ...registry import default_registry
+    from ...engine.build import load_run_blueprint
 
     bp = load_run_blueprint(blueprint, overrides).blueprint
     registry = default_registry() if registry is None else registry
@@ -136,8 +136,8 @@ def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str]
     The blueprint file is read once; every variant (and with ``baseline``, a ``baseline_variant``
     row added last) is derived from it.
     """
-    from .build import load_run_blueprint
-    from .distributed import place_process
+    from ...engine.build import load_run_blueprint
+    from ...engine.distributed import place_process
 
     loaded = load_run_blueprint(blueprint, overrides)
     if baseline:
@@ -217,7 +217,7 @@ class _Clock:
 
 def _variant_trainer(loaded: LoadedBlueprint, extra: list[str], placement: Any, out: Path, *, data: str,
                      registry: Registry | None) -> Any:
-    from .build import build_trainer
+    from ...engine.build import build_trainer
 
     return build_trainer(loaded, overrides=extra, placement=placement, out=out, data=data,  # type: ignore[arg-type]
                          registry=registry)
@@ -233,7 +233,7 @@ def _flops_per_step(loaded: LoadedBlueprint, extra: list[str], placement: Any, o
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .build import build_trainer, load_run_blueprint
+    from ...engine.build import build_trainer, load_run_blueprint
 
     bp = load_run_blueprint(loaded, extra).blueprint
     small = bp.train.grad_accumulation * placement.world_size * 2

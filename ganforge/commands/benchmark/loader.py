@@ -17,7 +17,7 @@ class LoaderReport:
     settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        from .benchmark import environment
+        from .training import environment
 
         return {**environment(), "cpu_cores": os.cpu_count(), "settings": self.settings, "rows": self.rows}
 
@@ -25,10 +25,10 @@ class LoaderReport:
 def measure_loader_of(blueprint: str, *, overrides: list[str], repeats: int, warmup: int, batches: int,
                       workers: list[int] | None = None) -> LoaderReport:
     """images/s of the blueprint's dataset at its batch size, for 0 workers and for ``train.num_workers``."""
-    from ..blueprint.validation import load_blueprint
-    from ..components.data.throughput import measure_loader
-    from ..registry import default_registry
-    from .build import build_dataset
+    from ...blueprint.validation import load_blueprint
+    from ...components.data.throughput import measure_loader
+    from ...registry import default_registry
+    from ...engine.build import build_dataset
 
     loaded = load_blueprint(blueprint, overrides)
     bp = loaded.blueprint
