@@ -177,7 +177,7 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
                    debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
-        from .sampling.generation import sample_grid
+        from .commands.sample import sample_grid
 
         drawn = sample_grid(target, count=count, class_index=class_index, truncation=truncation, seed=seed, out=out,
                             individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device)
@@ -232,7 +232,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
                      batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
-        from .evaluation import evaluate_checkpoint
+        from .commands.evaluate import evaluate_checkpoint
 
         run, result = evaluate_checkpoint(target, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                           n=count, reference=reference, inception=inception, device=device,
@@ -314,11 +314,11 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
                     shard_size: int | None, debug: bool) -> None:
     """Decode, resize and crop a class-per-folder image set once into uint8 shards (`data.type: prepared`)."""
     with user_errors(debug):
-        from .components.data.prepare import prepare, summary
+        from .commands.prepare import prepare_folder
 
-        manifest = prepare(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
-                           shard_size=shard_size)
-    for line in summary(manifest, out):
+        lines = prepare_folder(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
+                               shard_size=shard_size)
+    for line in lines:
         click.echo(line)
 # --- end prepare command --------------------------------------------------------------------------
 
@@ -380,54 +380,20 @@ def components_command(words: tuple[str, ...], debug: bool) -> None:
     """List registered components (optionally of one KIND, names matching a glob PATTERN),
     or `components show NAME` for one component's settings and documentation."""
     with user_errors(debug):
-        from .contracts import KIND_TABLE
+        from .commands.components import list_components, show_component
         from .registry import default_registry
 
         registry = default_registry()
         if words and words[0] == "show":
             if len(words) != 2:
                 raise GanforgeError("usage: ganforge components show NAME (or KIND.NAME)")
-            click.echo(_show(registry, words[1]))
+            click.echo(show_component(registry, words[1]))
             return
-        if len(words) > 2:
-            raise GanforgeError("usage: ganforge components [KIND] [PATTERN]")
-        kind = words[0] if words and words[0] in KIND_TABLE else None
-        rest = words[1:] if kind else words
-        if kind is None and len(words) == 2:
-            raise GanforgeError(f"unknown component kind {words[0]!r}; kinds are: {', '.join(KIND_TABLE)}")
-        pattern = rest[0] if rest else "*"
-        rows = registry.list(kind, pattern)
-        width = max((len(c.name) for c in rows), default=4)
-        origin_width = max([28, *(len(c.origin) for c in rows)])
-        if rows:  # a header row, aligned with the columns below it
-            click.echo(f"{'KIND':<12} {'NAME':<{width}}  {'ORIGIN':<{origin_width}} SUMMARY".rstrip())
-        for c in rows:
-            click.echo(f"{c.kind:<12} {c.name:<{width}}  {c.origin:<{origin_width}} {c.summary}")
-        if not rows:
-            click.echo("no components match", err=True)
-        for broken in registry.broken_plugins:
-            click.echo(f"broken plugin {broken.distribution} ({broken.entry_point}): {broken.error}", err=True)
-
-
-def _show(registry, name: str) -> str:  # type: ignore[no-untyped-def]
-    from .contracts import KIND_TABLE
-
-    kind, _, bare = name.rpartition(".")
-    component = registry.get(kind, bare) if kind else registry.find(name, KIND_TABLE)
-    lines = [f"{component.kind} {component.name}", f"  origin: {component.origin} ({component.qualname})"]
-    if component.context_params:
-        lines.append(f"  inferred from the stack: {', '.join(sorted(component.context_params))}")
-    lines.append("  settings:")
-    params = component.parameters()
-    for p in params:
-        default = "required" if p.required else f"default {p.default!r}"
-        lines.append(f"    {p.name}: {p.annotation} ({default})")
-    if not params:
-        lines.append("    (none)")
-    if component.doc:
-        lines.append("")
-        lines += ["  " + line for line in component.doc.splitlines()]
-    return "\n".join(lines)
+        out, err = list_components(registry, words)
+    for line in out:
+        click.echo(line)
+    for line in err:
+        click.echo(line, err=True)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import torch
 from .assembly import Network
 from .blueprint.validation import LoadedBlueprint
 from .contracts import capability
+from .engine.run_dir import RunDir
 from .errors import GanforgeError
 from .sampling.generation import conditioning_labels, generate
 from .registry import Registry, default_registry
@@ -123,52 +124,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     return Evaluation(values=values, protocol=protocol, notes=notes)
 
 
-def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, reference: str | None = None,
-                        inception: str | None = None, device: str = "auto", batch_size: int = 50, seed: int = 0,
-                        prefer_ema: bool = True, standing_stats: int = 0, progress: bool = True,
-                        warn: Callable[[str], None] | None = None,
-                        registry: Registry | None = None) -> tuple["RestoredRun", Evaluation]:
-    """``ganforge evaluate``: restore a run or checkpoint, evaluate it, and record it in its ``metrics.jsonl``.
-
-    Metric names, Inception weights and ``reference`` are checked first (a bad one fails in seconds,
-    not after generating); ``warn`` gets the small-sample warning (default: stderr). With
-    ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes. The
-    result is appended to the run's ``metrics.jsonl`` only when the run already has one.
-    """
-    from .engine.distributed import choose_device
-    from .engine.restore import restore, warn_on_stderr
-    from .sampling.standing_stats import seeded_standing_statistics
-
-    if not metrics:
-        raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
-    warn = warn_on_stderr if warn is None else warn
-    dev = choose_device(device)
-    check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry)
-    run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
-    warning = small_sample_warning(metrics, n)
-    if warning:
-        warn(warning)
-    bp = run.loaded.blueprint
-    statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
-                                            latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                                            device=dev)
-    result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics, n=n, reference=reference,
-                                inception=inception, device=dev, batch_size=batch_size, seed=seed,
-                                progress=progress,
-                                generator_label="EMA generator" if run.uses_ema else "raw generator",
-                                batch_norm=statistics,
-                                registry=run.registry if run.registry is not None else registry)
-    record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
-    return run, result
-
-
 def record_evaluation(run_dir: str | Path, result: Evaluation, *, step: int, checkpoint: str | Path,
                       create: bool = False) -> Path | None:
     """Append ``result`` as an ``evaluation`` event to ``run_dir/metrics.jsonl`` (so ``ganforge plot`` shows it).
 
     Only to a log that exists, unless ``create``; returns the log written to, or None.
     """
-    log = Path(run_dir) / "metrics.jsonl"
+    log = RunDir(Path(run_dir)).metrics
     if not create and not log.exists():
         return None
     record = {"event": "evaluation", "step": step, "checkpoint": str(checkpoint), **result.values,

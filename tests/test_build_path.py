@@ -82,7 +82,8 @@ def test_the_global_registry_lacks_the_toy_components(custom):
 def test_restore_and_evaluate_use_the_registry_they_are_given(custom, custom_run):
     from ganforge.engine.restore import restore
     from ganforge.errors import GanforgeError
-    from ganforge.evaluation import evaluate_checkpoint, evaluate_generator
+    from ganforge.commands.evaluate import evaluate_checkpoint
+    from ganforge.evaluation import evaluate_generator
 
     run = restore(custom_run, registry=custom)
     assert run.registry is custom and run.step == 2

@@ -1,1 +1,1 @@
-"""Operations built on the engine, one module each: evaluate, generate, export, load, inspect, plot, study."""
+"""One module (or package) per CLI command, built on the engine and the libraries; ``api`` behind ``ganforge.load``."""

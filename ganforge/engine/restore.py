@@ -18,6 +18,7 @@ from ..components.layers.spectral_norm import refresh_spectral_norm
 from ..registry import Registry, default_registry
 from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
 from .export_format import SUFFIX, read_export
+from .run_dir import RunDir
 
 
 @dataclass
@@ -86,7 +87,7 @@ def find_record(target: str | Path, *,
         except Exception as err:
             raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
     if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        folder = RunDir(path).checkpoints if RunDir(path).checkpoints.is_dir() else path
         messages: list[str] = []
         found = read_newest_valid(folder, report=messages.append)
         if found is None:
@@ -113,7 +114,7 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     if Path(target).suffix == SUFFIX:
         return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn, registry=registry)
     checkpoint, record = find_record(target, warn=warn)
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    run_dir = RunDir.of_checkpoint(checkpoint).root
     loaded = validate_document(record.blueprint, file=f"{checkpoint} (stored blueprint)")
     registry = default_registry() if registry is None else registry
     assembly = assemble(loaded, registry)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 
@@ -12,11 +10,6 @@ from ..assembly import Network
 from .latents import (  # noqa: F401  (re-exported: callers import them from here)
     class_labels, column_classes, conditioning_labels, latent_batches, latents,
 )
-
-if TYPE_CHECKING:
-    from ..engine.restore import RestoredRun
-    from ..registry import Registry
-
 
 @torch.no_grad()
 def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
@@ -31,49 +24,3 @@ def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, bat
                                     seed=seed, class_index=class_index, truncation=truncation, device=device,
                                     columns=columns):
         yield network(z, labels).float()
-
-
-@dataclass
-class SampleGrid:
-    """What ``sample_grid`` wrote: the grid PNG, any single-image PNGs, and how they were drawn."""
-
-    run: RestoredRun
-    grid: Path
-    count: int
-    statistics: str  # which batch-norm statistics the generator used
-    individual: list[Path] = field(default_factory=list)
-
-
-def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None = None,
-                truncation: float | None = None, seed: int = 0, out: str | Path | None = None,
-                individual: str | Path | None = None, prefer_ema: bool = True, standing_stats: int = 0,
-                device: str = "auto", registry: Registry | None = None) -> SampleGrid:
-    """``ganforge sample``: a PNG grid of ``count`` images from a run or checkpoint alone (no training data).
-
-    With classes (and no ``class_index``) each grid column is one class; rows are always full.
-    ``out`` defaults to ``RUN/samples/sample.png``; ``individual`` also writes each image as its own PNG.
-    """
-    from ..engine.distributed import choose_device
-    from ..engine.restore import restore
-    from ..engine.samples import grid_columns, save_grid, save_images
-    from ..errors import GanforgeError
-    from .standing_stats import seeded_standing_statistics
-
-    dev = choose_device(device)
-    run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
-    bp = run.loaded.blueprint
-    if class_index is not None and class_index >= max(bp.data.num_classes, 0):
-        raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
-                            + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
-    statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
-                                            latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                                            truncation=truncation, device=dev)
-    # full rows only; with classes (and no --class) each column is one class
-    columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
-    images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
-                                     num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
-                                     truncation=truncation, device=dev, columns=columns))).cpu()
-    grid = Path(out) if out else run.run_dir / "samples" / "sample.png"
-    save_grid(images, grid, columns=columns)
-    written = save_images(images, Path(individual)) if individual else []
-    return SampleGrid(run=run, grid=grid, count=count, statistics=statistics, individual=written)
