@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import torch
 
@@ -20,9 +20,6 @@ from .engine.run_dir import RunDir
 from .errors import GanforgeError
 from .sampling.generation import conditioning_labels, generate
 from .registry import Registry, default_registry
-
-if TYPE_CHECKING:
-    from .engine.restore import RestoredRun
 
 from .components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
 

@@ -262,3 +262,17 @@ def test_a_trainer_without_an_evaluator_builds_and_refuses_to_run_an_evaluating_
     with pytest.raises(GanforgeError, match="train.eval_every: this run was built without an evaluator"):
         trainer.run()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_prebuilt_dataset_is_refused_for_a_rebuilt_run(tmp_path):
+    """``dataset=`` belongs to the RunSpec it came from; with overrides the run is rebuilt, so it would not match."""
+    from ganforge.engine.build import build_dataset, build_run, build_trainer
+    from ganforge.engine.distributed import place_process
+
+    spec = build_run(TINY, overrides=["train.batch_size=8", "data.size=64"])
+    dataset = build_dataset(spec.loaded, spec.registry, spec.assembly.components)
+    trainer = build_trainer(spec, placement=place_process("cpu"), out=tmp_path / "a", dataset=dataset)
+    assert trainer.update.stream.dataset is dataset
+    with pytest.raises(ValueError, match="dataset= is for the RunSpec"):
+        build_trainer(spec, overrides=["train.batch_size=4"], placement=place_process("cpu"), out=tmp_path / "b",
+                      dataset=dataset)

@@ -64,22 +64,22 @@ def imports_of(path: Path, modules: set[str], root: Path = PACKAGE) -> dict[str,
     for node in ast.walk(tree):
         if getattr(node, "lineno", None) in skip:
             continue
-        targets: list[str] = []
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, *([base] if base else [])])
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
-        for target in targets:
-            while target and target not in modules:
-                target = target.rpartition(".")[0]
-            if target and target != me:
-                found.setdefault(target, node.lineno)
-                break
+            names = [f"{base}.{alias.name}" for alias in node.names]  # a submodule, or a name in ``base``
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != me:
+                found.setdefault(name, node.lineno)
     return found
 
 
@@ -152,7 +152,8 @@ def test_the_checks_catch_a_circle_and_an_upward_import(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "errors.py").write_text("def f():\n    from .engine import loop  # upward, lazily\n")
     (package / "engine" / "__init__.py").write_text("")
-    (package / "engine" / "loop.py").write_text("from . import step\n")
+    (package / "engine" / "loop.py").write_text("from . import schedule, step\n")
+    (package / "engine" / "schedule.py").write_text("")
     (package / "engine" / "step.py").write_text(
         "from typing import TYPE_CHECKING\nfrom ganforge.engine.loop import x\n"
         "if TYPE_CHECKING:\n    from ganforge import cli\n")

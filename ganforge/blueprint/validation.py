@@ -176,8 +176,7 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
     bp = loaded.blueprint
 
     def resolve(spec: ComponentSpec, kind: str, path: str) -> Resolved:
-        component, settings = resolve_component(registry, spec, kinds=[kind], path=path, loaded=loaded)
-        return Resolved(component=component, settings=settings, path=path)
+        return _resolve_one(registry, spec, kind=kind, path=path, loaded=loaded)
 
     loss = resolve(bp.loss, "loss", "loss")
     regularizers = tuple(resolve(spec, "regularizer", join_path("regularizers", i))
@@ -198,5 +197,10 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
 def resolve_dataset(loaded: LoadedBlueprint, registry: "Registry") -> Resolved:
     """The blueprint's dataset alone (the loader benchmark reads data without the rest)."""
     spec = ComponentSpec(type=loaded.blueprint.data.type, **loaded.blueprint.data.component_settings())
-    component, settings = resolve_component(registry, spec, kinds=["dataset"], path="data", loaded=loaded)
-    return Resolved(component=component, settings=settings, path="data")
+    return _resolve_one(registry, spec, kind="dataset", path="data", loaded=loaded)
+
+
+def _resolve_one(registry: "Registry", spec: ComponentSpec, *, kind: str, path: str,
+                 loaded: LoadedBlueprint) -> Resolved:
+    component, settings = resolve_component(registry, spec, kinds=[kind], path=path, loaded=loaded)
+    return Resolved(component=component, settings=settings, path=path)

@@ -101,7 +101,9 @@ def build_trainer(blueprint: str | Path | LoadedBlueprint | RunSpec, *, placemen
         run = given
     else:
         run = build_run(loaded, overrides=synthetic, registry=registry)
-    if dataset is None or run is not given:
+    if dataset is not None and run is not given:
+        raise ValueError("dataset= is for the RunSpec it was built from, with no overrides, registry or synthetic data")
+    if dataset is None:
         dataset = build_dataset(run.loaded, run.registry, run.assembly.components)
     options = TrainOptions(out=Path(out), steps=steps, seed=seed, resume=resume, progress=progress,
                            steps_given=steps_given)

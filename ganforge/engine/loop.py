@@ -38,7 +38,7 @@ def train(run: "Trainer") -> int:
                 now = due(update.step, total=options.steps, train=run.train)
                 stopping = run.runtime.agree(stop.requested)
                 show_first = update.step == first and not now.log and progress.enabled
-                if now.any_write or show_first or stopping or not run.runtime.cuda:
+                if now.checks_losses or show_first or stopping or not run.runtime.cuda:
                     # Syncs with the GPU: only here, so nothing is ever written after a non-finite loss.
                     run.raise_if_diverged(interval.first_bad())
                 run.check_skipped()

@@ -87,7 +87,8 @@ def find_record(target: str | Path, *,
         except Exception as err:
             raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
     if path.is_dir():
-        folder = RunDir(path).checkpoints if RunDir(path).checkpoints.is_dir() else path
+        checkpoints = RunDir(path).checkpoints
+        folder = checkpoints if checkpoints.is_dir() else path
         messages: list[str] = []
         found = read_newest_valid(folder, report=messages.append)
         if found is None:

@@ -17,8 +17,8 @@ class Due:
     sample: bool
 
     @property
-    def any_write(self) -> bool:
-        """Whether something is written or shown after this step (so losses must be known finite)."""
+    def checks_losses(self) -> bool:
+        """Whether the losses must be known finite first (a GPU sync): before a log line, checkpoint or evaluation."""
         return self.log or self.checkpoint or self.evaluate
 
 

@@ -92,10 +92,9 @@ class Trainer:
             raise GanforgeError(f"{self.loaded.file}: train.eval_every: this run was built without an evaluator "
                                 "(ganforge train passes one; with build_trainer, pass "
                                 "evaluate=ganforge.commands.train.evaluator(blueprint.train))")
-        out = self.options.out
         if self.placement.is_main:
-            with writing(out, "run folder"):
-                out.mkdir(parents=True, exist_ok=True)
+            with writing(self.run_dir.root, "run folder"):
+                self.run_dir.root.mkdir(parents=True, exist_ok=True)
         resumed = None
         if self.options.resume:
             resumed = resume_newest(self.run_dir.checkpoints, load=self.load_state, map_location=self.runtime.device,

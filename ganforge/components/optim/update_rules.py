@@ -8,7 +8,7 @@ every training step (``lr_schedule`` in ``schedules.py`` is one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 if TYPE_CHECKING:
     from ...engine.planning import TrainingPlan
