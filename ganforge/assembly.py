@@ -18,7 +18,7 @@ from torch import nn
 
 from .blueprint.schema import NetworkSpec
 from .blueprint.validation import LoadedBlueprint, ResolvedComponents, resolve_component, resolve_components
-from .contracts import is_attention
+from .contracts import KIND_TABLE, capability, is_attention
 from .errors import join_path
 from .registry import NETWORK_KINDS, Registry, default_registry
 
@@ -46,6 +46,8 @@ class LayerInfo:
     attention: bool = False  # it, or a module inside it, is attention (``contracts.is_attention``)
     # setting name -> the blueprint key that sets it (the component's own key, or its network's defaults)
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    # conditioning entries it receives: entry -> its slot among a per-layer entry's consumers (None: shared)
+    context: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class NetworkPlan:
     init: tuple["Component", dict[str, Any]] | None = None
     # the blueprint key that sets the input's first dimension (latent_dim, data.channels)
     input_key: str = ""
+    context: "ContextPlan | None" = None  # the generator's context producers, when it has any
 
     @property
     def output_shape(self) -> Shape:
@@ -66,7 +69,7 @@ class NetworkPlan:
 
     @property
     def params(self) -> int:
-        return sum(layer.params for layer in self.layers)
+        return sum(layer.params for layer in self.layers) + (self.context.params if self.context else 0)
 
     @property
     def attention(self) -> list[LayerInfo]:
@@ -88,8 +91,10 @@ class NetworkPlan:
         """
         with torch.device(device):
             modules = [component.build(settings, context) for component, settings, context in self._builders]
+            producers = self.context.build() if self.context else []
         network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
-                          names=[layer.component for layer in self.layers])
+                          names=[layer.component for layer in self.layers], producers=producers,
+                          routes=[layer.context for layer in self.layers])
         if initialise and self.init is not None and torch.device(device).type != "meta":
             component, settings = self.init
             component.build(settings)(network)
@@ -97,16 +102,28 @@ class NetworkPlan:
 
 
 class Network(nn.Module):
-    """A stack of components; class labels go to those whose ``forward`` takes ``labels``."""
+    """A stack of components; class labels go to those whose ``forward`` takes ``labels``.
+
+    A generator may open with context producers (``generator.context``): they turn the latent
+    draws and labels into named entries (a shared class embedding, z chunks, styles), and each
+    stack component receives the entries it declares (``routes``), the i-th consumer of a
+    per-layer entry its i-th slice. Nothing rides along as feature planes.
+    """
 
     def __init__(self, layers: list[nn.Module], *, input_shape: Shape, output_shape: Shape,
-                 names: list[str]) -> None:
+                 names: list[str], producers: list[nn.Module] | None = None,
+                 routes: list[dict[str, int | None]] | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(output_shape)
         self.names = list(names)
         self._takes_labels = [takes_labels(layer) for layer in layers]
+        if producers:  # only then: the state dict of a plain stack stays what it always was
+            self.producers = nn.ModuleList(producers)
+        self._producer_inputs = [keyword_inputs(p) for p in producers or []]
+        self._routes = [dict(route) for route in routes] if routes else [{} for _ in layers]
+        self._plain = not producers and not any(self._routes)
 
     def frozen_normalisation(self) -> contextlib.AbstractContextManager:
         """A context in which passes leave weight normalisation's state alone (spectral-norm ``u``/``v``).
@@ -118,9 +135,27 @@ class Network(nn.Module):
         """
         return frozen_normalisation(self)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        for layer, wants_labels in zip(self.layers, self._takes_labels):
-            x = layer(x, labels) if wants_labels else layer(x)
+    @property
+    def consumes(self) -> frozenset[str]:
+        """The inputs beside ``x`` and ``labels`` a pass reads (latent draws, ``truncation_psi``)."""
+        return frozenset(name for inputs in self._producer_inputs for name in inputs) - {"z", "labels"}
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, *, return_context: bool = False,
+                **inputs: Any) -> Any:
+        """The stack's output; with ``return_context``, ``(output, entries)`` (the context as used)."""
+        if self._plain and not return_context:
+            for layer, wants_labels in zip(self.layers, self._takes_labels):
+                x = layer(x, labels) if wants_labels else layer(x)
+            return x
+        entries: dict[str, Any] = {"z": x, "labels": labels, **inputs}
+        for producer, wanted in zip(getattr(self, "producers", ()), self._producer_inputs):
+            entries.update(producer(**{name: entries[name] for name in wanted if name in entries}))
+        x = entries.get("input", x)
+        for layer, wants_labels, route in zip(self.layers, self._takes_labels, self._routes):
+            given = {name: entries[name] if slot is None else entries[name][:, slot] for name, slot in route.items()}
+            x = layer(x, labels, **given) if wants_labels else layer(x, **given)
+        if return_context:
+            return x, {k: v for k, v in entries.items() if k != "labels" and isinstance(v, torch.Tensor)}
         return x
 
 
@@ -135,22 +170,120 @@ def takes_labels(module: nn.Module) -> bool:
     return "labels" in inspect.signature(module.forward).parameters
 
 
+def keyword_inputs(module: nn.Module) -> tuple[str, ...]:
+    """The named inputs a context producer's ``forward`` reads."""
+    return tuple(name for name, p in inspect.signature(module.forward).parameters.items()
+                 if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+
+
+@dataclass
+class ContextPlan:
+    """The generator's context producers, checked in order: what each provides, at what size."""
+
+    producers: list[LayerInfo] = field(default_factory=list)
+    entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # entry -> ("shared"|"per_layer", size)
+    consumers: dict[str, int] = field(default_factory=dict)  # per-layer entry -> its consumers in the stack
+    input_shape: Shape | None = None  # what the stack receives when a producer provides ``input``
+    _builders: list[tuple["Component", dict[str, Any], dict[str, Any]]] = field(default_factory=list, repr=False)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.producers)
+
+    def build(self) -> list[nn.Module]:
+        return [component.build(settings, context) for component, settings, context in self._builders]
+
+
 def plan_network(loaded: LoadedBlueprint, role: str, *, input_shape: Shape, num_classes: int,
-                 registry: Registry) -> NetworkPlan:
+                 registry: Registry, context: ContextPlan | None = None) -> NetworkPlan:
     """Resolve, validate and shape-check the ``role`` stack (``generator`` or ``discriminator``)."""
     spec: NetworkSpec = getattr(loaded.blueprint, role)
-    plan = plan_stack(loaded, role, spec, input_shape=input_shape, num_classes=num_classes, registry=registry)
+    if context is not None and context.input_shape is not None:
+        input_shape = context.input_shape
+    plan = plan_stack(loaded, role, spec, input_shape=input_shape, num_classes=num_classes, registry=registry,
+                      entries=context.entries if context else {})
     plan.init = resolve_component(registry, spec.init, kinds=["init"], path=f"{role}.init", loaded=loaded)
+    plan.context = context
     return plan
 
 
-def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_shape: Shape, num_classes: int,
-               registry: Registry) -> NetworkPlan:
+def _stack_items(role: str, spec: NetworkSpec) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     if spec.stem is not None:
         items.append((join_path(role, "stem"), spec.stem))
     items += [(join_path(role, "blocks", i), block) for i, block in enumerate(spec.blocks)]
     items.append((join_path(role, "head"), spec.head))
+    return items
+
+
+def plan_context(loaded: LoadedBlueprint, *, num_classes: int, registry: Registry) -> ContextPlan | None:
+    """Plan ``generator.context``: count each per-layer entry's consumers, then probe the producers in order."""
+    spec = loaded.blueprint.generator
+    if not spec.context:
+        return None
+    plan = ContextPlan()
+    resolved = [(join_path("generator", "context", i), *resolve_component(
+        registry, item, kinds=["context"], path=join_path("generator", "context", i), loaded=loaded))
+        for i, item in enumerate(spec.context)]
+    per_layer = [entry for _, component, _ in resolved
+                 for entry, how in dict(getattr(component.obj, "provides", {}) or {}).items() if how == "per_layer"]
+    stack = _stack_items("generator", spec) + [(join_path("generator", "attention", i), a)
+                                               for i, a in enumerate(spec.attention)]
+    for path, item in stack:
+        component, _ = resolve_component(registry, item, kinds=NETWORK_KINDS, path=path, loaded=loaded,
+                                         defaults=spec.defaults)
+        for entry in component.entry_dims(per_layer):
+            plan.consumers[entry] = plan.consumers.get(entry, 0) + 1
+    latent = resolve_component(registry, spec.latent, kinds=["latent"], path="generator.latent", loaded=loaded)
+    with torch.device("meta"):
+        draws = latent[0].build(latent[1], {"latent_dim": spec.latent_dim}).draw(2, generator=None, device="meta")
+    available: dict[str, Any] = {**draws}
+    if num_classes > 0:
+        available["labels"] = torch.zeros(2, dtype=torch.long, device="meta")
+    for path, component, settings in resolved:
+        provides = dict(component.obj.provides)
+        context = {"latent_dim": spec.latent_dim, "num_classes": num_classes,
+                   "consumers": {e: plan.consumers.get(e, 0) for e, how in provides.items() if how == "per_layer"},
+                   **{f"{entry}_dim": size for entry, (_, size) in plan.entries.items()}}
+        try:
+            with torch.device("meta"), torch.no_grad():
+                module = component.build(settings, context)
+                wanted = keyword_inputs(module)
+                out = module(**{name: available[name] for name in wanted if name in available})
+        except Exception as err:  # the producer's own message says what is impossible
+            raise loaded.error(f"{component.name!r} cannot be built here: {err}", path) from err
+        if not isinstance(out, dict) or set(out) - set(provides):
+            raise loaded.error(f"{component.name!r} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}"
+                               f", but declares provides = {sorted(provides)}", path)
+        for entry, value in out.items():
+            how = provides[entry]
+            if entry == "input":
+                plan.input_shape = tuple(value.shape[1:])
+            elif how == "per_layer":
+                if value.ndim != 3 or value.shape[1] != plan.consumers.get(entry, 0):
+                    raise loaded.error(f"{component.name!r} gives {entry!r} the shape {_fmt(tuple(value.shape[1:]))}; "
+                                       f"a per-layer entry is (consumers × size), with {plan.consumers.get(entry, 0)} "
+                                       "consumers in this generator", path)
+                plan.entries[entry] = (how, int(value.shape[2]))
+            else:
+                plan.entries[entry] = (how, int(value.shape[1:].numel()))
+            available[entry] = value
+        plan._builders.append((component, settings, context))
+        params = sum(p.numel() for p in module.parameters())
+        plan.producers.append(LayerInfo(
+            index=len(plan.producers), component=component.name, kind="context", path=path, input_shape=(),
+            output_shape=(), params=params, settings=settings, takes_labels="labels" in wanted,
+            param_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
+            buffer_bytes=sum(b.numel() * b.element_size() for b in module.buffers()),
+            context={entry: None for entry in out}))
+    return plan
+
+
+def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_shape: Shape, num_classes: int,
+               registry: Registry, entries: dict[str, tuple[str, int]] | None = None) -> NetworkPlan:
+    items = _stack_items(role, spec)
+    entries = entries or {}
+    slots: dict[str, int] = {}  # per-layer entry -> consumers seen so far
 
     pending_attention = sorted(enumerate(spec.attention), key=lambda pair: pair[1].resolution)
     placed: set[int] = set()
@@ -165,8 +298,21 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
                                                 defaults=spec.defaults)
         used_defaults.update(k for k in spec.defaults if k in component.schema.model_fields)
         context = _context_for(component, shape, num_classes, loaded, path)
+        route: dict[str, int | None] = {}
+        for entry in component.entry_dims(entries):
+            if f"{entry}_dim" in (item.settings if isinstance(item.settings, dict) else {}):
+                raise loaded.error(f"{entry}_dim is the size of the {entry!r} context entry and is set by the "
+                                   "generator's context producers; remove it", join_path(path, f"{entry}_dim"))
+            how, size = entries[entry]
+            context[f"{entry}_dim"] = size
+            if how == "per_layer":
+                route[entry] = slots.get(entry, 0)
+                slots[entry] = route[entry] + 1
+            else:
+                route[entry] = None
         out_shape, params, wants_labels, param_bytes, buffer_bytes, attention = _probe(
-            component, settings, context, shape, num_classes, loaded, path)
+            component, settings, context, shape, num_classes, loaded, path,
+            given={entry: entries[entry][1] for entry in route})
         plan._builders.append((component, settings, context))
         own = item.settings if isinstance(item.settings, dict) else {}
         setting_keys = {key: (join_path(path, key) if key in own or key not in spec.defaults
@@ -174,7 +320,8 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
         plan.layers.append(LayerInfo(index=len(plan.layers), component=component.name, kind=component.kind,
                                      path=path, input_shape=shape, output_shape=out_shape, params=params,
                                      settings=settings, takes_labels=wants_labels, param_bytes=param_bytes,
-                                     buffer_bytes=buffer_bytes, setting_keys=setting_keys, attention=attention))
+                                     buffer_bytes=buffer_bytes, setting_keys=setting_keys, attention=attention,
+                                     context=route))
         shape = out_shape
 
     for path, item in items:
@@ -222,19 +369,32 @@ def _context_for(component: "Component", shape: Shape, num_classes: int, loaded:
 
 
 def _probe(component: "Component", settings: dict[str, Any], context: dict[str, Any], shape: Shape,
-           num_classes: int, loaded: LoadedBlueprint, path: str) -> tuple[Shape, int, bool, int, int, bool]:
+           num_classes: int, loaded: LoadedBlueprint, path: str,
+           given: dict[str, int] | None = None) -> tuple[Shape, int, bool, int, int, bool]:
     """Build on the meta device and run one forward: output shape, parameter count and bytes, whether
-    it holds attention; no weights."""
+    it holds attention; no weights. ``given``: the context entries it receives, by size."""
     try:
         with torch.device("meta"):
             module = component.build(settings, context)
             wants_labels = takes_labels(module)
             x = torch.empty(2, *shape)
             labels = torch.zeros(2, dtype=torch.long) if num_classes > 0 else None
+            extra = {entry: torch.empty(2, size) for entry, size in (given or {}).items()}
             with torch.no_grad():
-                out = module(x, labels) if wants_labels else module(x)
+                out = module(x, labels, **extra) if wants_labels else module(x, **extra)
     except Exception as err:  # the component's own message says what is impossible
         raise loaded.error(f"{component.name!r} cannot be built here (input {_fmt(shape)}): {err}", path) from err
+    for sub in module.modules():
+        for required in capability(sub, "requires", kind="layer"):
+            if not loaded.has_component(required):
+                raise loaded.error(f"{component.name!r} requires the {_requirement(required)}, which this blueprint "
+                                   "does not have", path)
+    if isinstance(out, dict):
+        declared = tuple(capability(module, "outputs", kind="head"))
+        if "logit" not in out or set(out) - {"logit"} != set(declared):
+            raise loaded.error(f"{component.name!r} returned the outputs {sorted(out)}; a head returns 'logit' plus "
+                               f"the extras it declares (outputs = {declared!r})", path)
+        out = out["logit"]
     if not isinstance(out, torch.Tensor):
         raise loaded.error(f"{component.name!r} returned {type(out).__name__}, not a tensor", path)
     params = sum(p.numel() for p in module.parameters())
@@ -244,8 +404,33 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
     return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes, attention
 
 
+def _declared_outputs(registry: Registry, loaded: LoadedBlueprint) -> tuple[str, ...]:
+    """The extras the discriminator's head declares (read from its class, or from a meta build)."""
+    spec = loaded.blueprint.discriminator.head
+    component = registry.find(spec.type, NETWORK_KINDS)
+    return tuple(capability(component.obj, "outputs", kind="head"))
+
+
+def _check_requirements(loaded: LoadedBlueprint, components: ResolvedComponents) -> None:
+    """Refuse a blueprint lacking a component that another one it names ``requires``."""
+    named = [components.loss, *components.regularizers, *components.controllers, components.latent]
+    for resolved in named:
+        if resolved is None:
+            continue
+        for required in capability(resolved.component.obj, "requires", kind=resolved.component.kind):
+            if not loaded.has_component(required):
+                raise loaded.error(f"{resolved.component.name!r} requires the {_requirement(required)}, which "
+                                   "this blueprint does not have", resolved.path)
+
+
 def _fmt(shape: Shape) -> str:
     return "×".join(str(s) for s in shape)
+
+
+def _requirement(required: str) -> str:
+    kind, _, name = required.partition(":")
+    where = " or ".join(KIND_TABLE[kind].blueprint) if kind in KIND_TABLE else kind
+    return f"{kind} {name!r} (add it under {where})"
 
 
 @dataclass
@@ -267,8 +452,10 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
     bp = loaded.blueprint
     image: Shape = (bp.data.channels, bp.data.resolution, bp.data.resolution)
     num_classes = bp.data.num_classes
+    _check_requirements(loaded, components)
+    context = plan_context(loaded, num_classes=num_classes, registry=registry)
     generator = plan_network(loaded, "generator", input_shape=(bp.generator.latent_dim,),
-                             num_classes=num_classes, registry=registry)
+                             num_classes=num_classes, registry=registry, context=context)
     generator.input_key = "generator.latent_dim"
     if generator.output_shape != image and generator.output_shape[1:] == image[1:]:
         # only the channels differ: the head sets them (image_output's `channels`), not the blocks
@@ -287,10 +474,20 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
     discriminator = plan_network(loaded, "discriminator", input_shape=image, num_classes=num_classes,
                                  registry=registry)
     discriminator.input_key = "data.channels"
-    if discriminator.output_shape != (1,):
+    if discriminator.output_shape not in ((1,), ()):
         raise loaded.error(
             f"the discriminator must output one logit per image (shape 1), but outputs {_fmt(discriminator.output_shape)}",
             "discriminator.head", across_keys=True,
+        )
+    needed = capability(components.loss.component.obj, "needs_outputs", kind="loss")
+    head = discriminator.layers[-1]
+    declared = _declared_outputs(registry, loaded) if needed else ()
+    missing = [name for name in needed if name not in declared]
+    if missing:
+        raise loaded.error(
+            f"loss {components.loss.component.name!r} reads the discriminator's {', '.join(map(repr, missing))}, but "
+            f"its head {head.component!r} declares {', '.join(map(repr, declared)) or 'no extras'} (use a head "
+            "whose `outputs` include them)", "loss.type", across_keys=True,
         )
     assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator, components=components)
     return assembly

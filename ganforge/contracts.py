@@ -56,19 +56,57 @@ class NetworkModule(Protocol):
 
 @runtime_checkable
 class Loss(Protocol):
-    """loss: what D and G minimise, given D's raw logits (keyword-only, so real and fake never swap)."""
+    """loss: what D and G minimise, given D's outputs and the labels (keyword-only, so real and fake never swap).
 
-    def discriminator_loss(self, *, real_logits: "torch.Tensor", fake_logits: "torch.Tensor") -> "torch.Tensor": ...
+    ``real`` and ``fake`` are ``records.DiscriminatorOutput`` (``logit`` (B,) plus the head's extras);
+    ``labels`` is a ``records.LabelPair``. A loss written for the earlier contract
+    (``real_logits``/``fake_logits``) still works through an adapter, with a one-time warning.
+    """
 
-    def generator_loss(self, *, fake_logits: "torch.Tensor") -> "torch.Tensor": ...
+    def discriminator_loss(self, *, real: Any, fake: Any, labels: Any) -> "torch.Tensor": ...
+
+    def generator_loss(self, *, fake: Any, labels: Any) -> "torch.Tensor": ...
 
 
 @runtime_checkable
 class Regularizer(Protocol):
-    """regularizer: the weighted penalty added to D's loss, differentiable (``create_graph=True``)."""
+    """regularizer: a weighted penalty added to its network's loss, differentiable (``create_graph=True``).
 
-    def __call__(self, *, discriminator: Callable[..., Any], real: "torch.Tensor",
-                 fake: "torch.Tensor") -> "torch.Tensor": ...
+    Its ``__call__`` is keyword-only and names what it needs (``REGULARIZER_NEEDS``); ``network``
+    says whose loss it joins; the blueprint's ``every: N`` makes it lazy (run at steps 0, N, 2N...
+    with its value multiplied by N, StyleGAN2's scaling).
+    """
+
+    def __call__(self, **needs: Any) -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class Latent(Protocol):
+    """latent: draws the generator's random inputs from the engine's seeded generator."""
+
+    def draw(self, n: int, *, generator: Any, device: Any) -> dict[str, "torch.Tensor"]: ...
+
+
+@runtime_checkable
+class ContextProducer(Protocol):
+    """context: a module run at the start of every generator pass; returns conditioning entries by name."""
+
+    provides: Mapping[str, str]
+
+    def forward(self, **inputs: Any) -> dict[str, "torch.Tensor"]: ...
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """controller: stateful feedback from training to the modules that require it (ADA's p)."""
+
+    def attach(self, *, modules: Any) -> None: ...
+
+    def feedback(self, **observed: Any) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @runtime_checkable
@@ -130,6 +168,26 @@ def _caps(*caps: Capability) -> dict[str, Capability]:
     return {cap.name: cap for cap in caps}
 
 
+_REQUIRES = Capability(
+    "requires", (), "component names (\"kind:name\", e.g. \"controller:ada\") this component needs beside it in "
+    "the blueprint; assembly refuses a blueprint that lacks one, naming it. A module requiring a controller is "
+    "attached to it.", types=(tuple,))
+_FEEDBACK = Capability(
+    "feedback", None, "method (*, step, losses, real) -> None, taking any of these keywords: called after every "
+    "training step with the step just finished, the detached losses by network and D's detached output on the "
+    "last D update's real images (records.DiscriminatorOutput).", method=True)
+_STATE = (
+    Capability("state_dict", None, "method () -> dict: the component's training state (not a module's: its "
+               "buffers are in the network's state dict), saved in checkpoints and restored on --resume.",
+               method=True),
+    Capability("load_state_dict", None, "method (state) -> None: puts state_dict()'s value back.", method=True),
+)
+_PARAMETER_TAGS = Capability(
+    "parameter_tags", None, "tags for every parameter inside the module (e.g. \"mapping\", \"no_orthogonal\"); "
+    "optimizers.<network>.groups sets per-tag settings, regularisers read them.",
+    types=(frozenset, tuple, type(None)))
+
+
 _NETWORK_CAPABILITIES = _caps(
     Capability("batch_dependent", False,
                "an image's output can depend on the other images of its batch (other than through batch norm, "
@@ -149,13 +207,38 @@ _NETWORK_CAPABILITIES = _caps(
     Capability("ganforge_keep_init", False,
                "init schemes leave this module's weights (and everything inside it) alone, e.g. a pretrained "
                "trunk."),
+    Capability("outputs", (), "for a discriminator head: the names of the extras its forward returns beside "
+               "'logit' (a dict {'logit': ..., name: ...}); losses read them from records.DiscriminatorOutput.",
+               types=(tuple,)),
+    Capability("batch_statistics", None,
+               "the module normalises with its batch's statistics in training mode and keeps running statistics "
+               "(offering reset_running_stats() and momentum): standing statistics recompute them, the "
+               "batch-dependence check counts it, SyncBN converts it. None: decided by class (torch's batch norms).",
+               types=(bool, type(None))),
+    _PARAMETER_TAGS, _REQUIRES, _FEEDBACK,
 )
 
 
 _LOSS_CAPABILITIES = _caps(
     Capability("generator_needs_real", False,
-               "generator_loss() also takes real_logits (D's logits on a real batch), e.g. relativistic "
-               "losses; the engine then runs D on a real batch during the generator step."),
+               "generator_loss() also takes real (D's output on a real batch), e.g. relativistic or "
+               "feature-matching losses; the engine then runs D on a real batch during the generator step."),
+    Capability("needs_outputs", (), "the extras of D's output the loss reads (e.g. ('class_logits',)); assembly "
+               "refuses a discriminator head that does not declare them.", types=(tuple,)),
+    _REQUIRES, _FEEDBACK, *_STATE,
+)
+
+_REGULARIZER_CAPABILITIES = _caps(
+    Capability("network", "discriminator", "whose loss the penalty joins: 'discriminator' or 'generator'.",
+               types=(str,)),
+    _REQUIRES, _FEEDBACK, *_STATE,
+)
+
+_CONTEXT_CAPABILITIES = _caps(
+    Capability("provides", None, "entry name -> 'shared' (one (B, dim) tensor for every consumer) or "
+               "'per_layer' ((B, n, dim): the i-th consumer gets [:, i]); 'input' replaces the stack's input.",
+               types=(dict,)),
+    _PARAMETER_TAGS, _REQUIRES,
 )
 
 _DATASET_CAPABILITIES = _caps(
@@ -256,8 +339,12 @@ def _method(cls: type, name: str, kind: str) -> inspect.Signature:
     return sig.replace(parameters=params)
 
 
-def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...]) -> None:
-    """``cls.name`` must take exactly keyword arguments, including ``required``; no other required ones."""
+def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...],
+                  optional: tuple[str, ...] = ()) -> None:
+    """``cls.name`` must take exactly keyword arguments, including ``required``; no other required ones.
+
+    ``optional``: of those, the ones a method may leave out (it is called with exactly what it takes).
+    """
     sig = _method(cls, name, kind)
     params = sig.parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -269,7 +356,7 @@ def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...]) ->
                 f"positional (write `def {name}(self, *, {', '.join(required)})`)"
             )
     for arg in required:
-        if arg not in params and not takes_kwargs:
+        if arg not in params and not takes_kwargs and arg not in optional:
             raise ContractError(f"{kind} method {name}() of {_label(cls)} must accept the keyword argument {arg!r}")
     for p in params.values():
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty and p.name not in required:
@@ -278,19 +365,100 @@ def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...]) ->
             )
 
 
+REGULARIZER_NEEDS: dict[str, frozenset[str]] = {
+    "discriminator": frozenset({"step", "labels", "parameters", "rng", "discriminator", "discriminator_outputs",
+                                "real", "fake"}),
+    "generator": frozenset({"step", "labels", "parameters", "rng", "fake", "generate"}),
+}
+"""What a regulariser's ``__call__`` may ask for, by its network (see ``Regularizer`` and the README)."""
+
+FEEDBACK_KEYWORDS = frozenset({"step", "losses", "real"})
+"""What a ``feedback`` method may take."""
+
+CONTEXT_INPUTS = frozenset({"z", "labels", "truncation_psi"})
+"""What every context producer may read, beside the latent's other draws and earlier producers' entries."""
+
+
+def is_legacy_loss(obj: Any) -> bool:
+    """A loss written for the earlier contract (``discriminator_loss(*, real_logits, fake_logits)``)."""
+    method = getattr(obj, "discriminator_loss", None)
+    try:
+        return method is not None and "real_logits" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_loss(kind: str, obj: Any) -> None:
     if not inspect.isclass(obj):
         raise ContractError(f"a loss must be a class with discriminator_loss() and generator_loss(), got {_label(obj)}")
-    _keyword_only(obj, "discriminator_loss", "loss", ("real_logits", "fake_logits"))
     needs_real = bool(capability(obj, "generator_needs_real", kind="loss"))
-    _keyword_only(obj, "generator_loss", "loss", ("fake_logits", "real_logits") if needs_real else ("fake_logits",))
+    if is_legacy_loss(obj):  # the earlier contract, adapted (with a warning) where it is built
+        _keyword_only(obj, "discriminator_loss", "loss", ("real_logits", "fake_logits"))
+        _keyword_only(obj, "generator_loss", "loss", ("fake_logits", "real_logits") if needs_real else ("fake_logits",))
+        _check_feedback(kind, obj)
+        return
+    _keyword_only(obj, "discriminator_loss", "loss", ("real", "fake", "labels"), optional=("labels",))
+    _keyword_only(obj, "generator_loss", "loss", ("fake", "real", "labels") if needs_real else ("fake", "labels"),
+                  optional=("labels",))
+    _check_feedback(kind, obj)
 
 
 def _check_regularizer(kind: str, obj: Any) -> None:
+    network = capability(obj, "network", kind="regularizer")
+    if network not in REGULARIZER_NEEDS:
+        raise ContractError(f"regularizer {_label(obj)}: network must be 'discriminator' or 'generator', got {network!r}")
     if inspect.isclass(obj):  # a factory function's result can only be checked when called
         if "__call__" not in {name for klass in obj.__mro__ if klass is not object for name in vars(klass)}:
-            raise ContractError(f"regularizer class {_label(obj)} has no __call__(self, *, discriminator, real, fake)")
-        _keyword_only(obj, "__call__", "regularizer", ("discriminator", "real", "fake"))
+            raise ContractError(f"regularizer class {_label(obj)} has no __call__(self, *, <what it needs>)")
+        _check_needs(obj, "__call__", "regularizer", REGULARIZER_NEEDS[network],
+                     f"a {network} regularizer")
+    _check_feedback(kind, obj)
+
+
+def _check_needs(obj: Any, name: str, kind: str, vocabulary: frozenset[str], what: str) -> None:
+    """``obj.name`` takes keyword-only arguments, each one of ``vocabulary``."""
+    sig = _method(obj, name, kind) if inspect.isclass(obj) else inspect.signature(getattr(obj, name))
+    for p in sig.parameters.values():
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                      inspect.Parameter.VAR_POSITIONAL):
+            raise ContractError(f"{kind} method {name}() of {_label(obj)} must take keyword-only arguments, but "
+                                f"{p.name!r} is positional (write `def {name}(self, *, ...)`)")
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in vocabulary:
+            raise ContractError(f"{kind} method {name}() of {_label(obj)} asks for {p.name!r}, which {what} is "
+                                f"never given (it may ask for: {', '.join(sorted(vocabulary))})")
+
+
+def _check_feedback(kind: str, obj: Any) -> None:
+    if capability(obj, "feedback", kind=kind) is not None or (
+            inspect.isclass(obj) and callable(inspect.getattr_static(obj, "feedback", None))):
+        _check_needs(obj, "feedback", kind, FEEDBACK_KEYWORDS, "feedback")
+
+
+def _check_context(kind: str, obj: Any) -> None:
+    _check_network(kind, obj)
+    provides = inspect.getattr_static(obj, "provides", None) if inspect.isclass(obj) else getattr(obj, "provides", None)
+    if not isinstance(provides, dict) or not provides:
+        raise ContractError(f"context producer {_label(obj)} must declare `provides = {{entry: 'shared' | "
+                            "'per_layer'}}` as a class attribute")
+    for entry, how in provides.items():
+        if how not in ("shared", "per_layer") or not isinstance(entry, str) or not entry.isidentifier():
+            raise ContractError(f"context producer {_label(obj)}: provides[{entry!r}] must be 'shared' or "
+                                f"'per_layer' under an identifier, got {how!r}")
+
+
+def _check_latent(kind: str, obj: Any) -> None:
+    if inspect.isclass(obj):
+        _method(obj, "draw", kind)
+
+
+def _check_controller(kind: str, obj: Any) -> None:
+    if not inspect.isclass(obj):
+        raise ContractError(f"a controller must be a class with attach(), feedback(), state_dict() and "
+                            f"load_state_dict(), got {_label(obj)}")
+    for name in ("attach", "state_dict", "load_state_dict"):
+        _method(obj, name, kind)
+    _check_needs(obj, "attach", kind, frozenset({"modules"}), "attach")
+    _check_needs(obj, "feedback", kind, FEEDBACK_KEYWORDS, "feedback")
 
 
 def _check_update_rule(kind: str, obj: Any) -> None:
@@ -379,11 +547,18 @@ KIND_TABLE: dict[str, Kind] = {kind.name: kind for kind in (
     _network_kind("layer", stack_order=1),
     _network_kind("block", stack_order=0),  # a stack's `type` is looked up as a block first
     _network_kind("head", stack_order=2),
-    Kind("loss", Loss, "`Loss`: `discriminator_loss(*, real_logits, fake_logits)`, "
-         "`generator_loss(*, fake_logits[, real_logits])`", ("loss",),
+    Kind("loss", Loss, "`Loss`: `discriminator_loss(*, real, fake[, labels])`, "
+         "`generator_loss(*, fake[, real][, labels])` (records.DiscriminatorOutput, records.LabelPair)", ("loss",),
          _LOSS_CAPABILITIES, check=_check_loss),
-    Kind("regularizer", Regularizer, "`Regularizer`: `__call__(*, discriminator, real, fake) -> scalar`",
-         ("regularizers",), check=_check_regularizer),
+    Kind("regularizer", Regularizer, "`Regularizer`: `__call__(*, <needs>) -> scalar`, needs from "
+         "`REGULARIZER_NEEDS[network]`", ("regularizers",), _REGULARIZER_CAPABILITIES, check=_check_regularizer),
+    Kind("latent", Latent, "`Latent`: `draw(n, *, generator, device) -> {'z': (n, latent_dim), ...}`",
+         ("generator.latent",), _caps(_REQUIRES), context_params=frozenset({"latent_dim"}), check=_check_latent),
+    Kind("context", ContextProducer, "`ContextProducer`: an `nn.Module`, `provides`, `forward(*, <inputs>) -> "
+         "{entry: tensor}`", ("generator.context",), _CONTEXT_CAPABILITIES,
+         context_params=frozenset({"latent_dim", "num_classes", "consumers"}), check=_check_context),
+    Kind("controller", Controller, "`Controller`: `attach(*, modules)`, `feedback(*, step, losses, real)`, "
+         "`state_dict()`, `load_state_dict(state)`", ("controllers",), _caps(_REQUIRES), check=_check_controller),
     Kind("update_rule", UpdateRule, "`UpdateRule`: `apply(plan)`", ("update_rule",), check=_check_update_rule),
     Kind("optimizer", OptimizerFactory, "`OptimizerFactory`: `(params) -> torch.optim.Optimizer`",
          ("optimizers.generator", "optimizers.discriminator")),
@@ -448,6 +623,16 @@ def capability(obj: Any, name: str, *, kind: str | None = None) -> Any:
     if cap.method:
         return value if callable(value) else None
     return value
+
+
+def batch_statistics(module: Any) -> bool:
+    """Whether ``module`` normalises with its batch's statistics: its ``batch_statistics`` capability, else
+    whether it is one of torch's batch norms."""
+    declared = capability(module, "batch_statistics", kind="layer")
+    if declared is not None:
+        return bool(declared)
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
 
 
 def is_attention(module: Any) -> bool:

@@ -37,6 +37,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "ganforge.components.blocks",
     "ganforge.components.losses",
     "ganforge.components.optim",
+    "ganforge.components.latents",
     "ganforge.components.data",
     "ganforge.components.metrics",
 )
@@ -139,10 +140,15 @@ class Component:
     def build(self, settings: dict[str, Any], context: dict[str, Any] | None = None) -> Any:
         """Instantiate with validated settings plus the context values it declared."""
         kwargs = dict(self.validate(settings))
-        for name in self.context_params:
-            if context is not None and name in context:
-                kwargs[name] = context[name]
+        for name, value in (context or {}).items():
+            # declared context, or the size of a conditioning entry (``class_embedding_dim``) it takes
+            if name in self.context_params or (name.endswith("_dim") and name in self._signature.parameters):
+                kwargs[name] = value
         return self.obj(**kwargs)
+
+    def entry_dims(self, entries: Iterable[str]) -> list[str]:
+        """The conditioning entries (of ``entries``) this component consumes: it takes ``<entry>_dim``."""
+        return [entry for entry in entries if f"{entry}_dim" in self._signature.parameters]
 
 
 def settings_model(obj: Callable[..., Any], *, name: str, exclude: frozenset[str] = frozenset()) -> type:

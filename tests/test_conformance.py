@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.contracts import KIND_TABLE, NETWORK_KINDS, capability, check_contract, check_instance
+from ganforge.blueprint.validation import Resolved
+from ganforge.contracts import KIND_TABLE, NETWORK_KINDS, REGULARIZER_NEEDS, capability, check_contract, check_instance
+from ganforge.engine.calls import Lazy, adapt_loss, call_with
+from ganforge.engine.parameter_groups import tagged_parameters
+from ganforge.records import DiscriminatorOutput, GeneratorPass, LabelPair
 from ganforge.plugins import PluginIndex
 from ganforge.registry import Component, Registry, default_registry
 from ganforge.engine.planning import OptimizerChoice, TrainingPlan
@@ -61,7 +65,24 @@ def example_input(component: Component, device: str) -> tuple[torch.Tensor, dict
             x = torch.randint(0, NUM_CLASSES, (4,))
             context = {}
     context["num_classes"] = NUM_CLASSES
+    for entry in component.entry_dims(ENTRY_SIZES):  # the conditioning entries it consumes, at a test size
+        context[f"{entry}_dim"] = ENTRY_SIZES[entry]
     return x, context
+
+
+ENTRY_SIZES = {"z_chunk": 5, "class_embedding": 6, "style": 8, "w": 8}
+"""Conditioning entries a network component may consume in this test, by per-image size."""
+
+
+def entry_inputs(component: Component, device: str) -> dict:
+    with torch.device(device):
+        return {entry: torch.randn(4, ENTRY_SIZES[entry]) for entry in component.entry_dims(ENTRY_SIZES)}
+
+
+def logit_of(out):
+    """A head's output as the engine reads it (a record for heads with extras), and the tensor to check."""
+    record = DiscriminatorOutput.of(out) if isinstance(out, dict) else None
+    return (record.logit if record is not None else out), record
 
 
 @pytest.mark.parametrize("component", by_kind(*NETWORK_KINDS))
@@ -72,7 +93,9 @@ def test_network_component_builds_runs_and_matches_inferred_shape(component: Com
     with torch.device("meta"):
         probe = component.build({}, context)
         labels_meta = torch.zeros(4, dtype=torch.long)
-        inferred = (probe(x_meta, labels_meta) if takes_labels(probe) else probe(x_meta)).shape
+        extra = entry_inputs(component, "meta")
+        inferred = logit_of(probe(x_meta, labels_meta, **extra) if takes_labels(probe)
+                            else probe(x_meta, **extra))[0].shape
 
     torch.manual_seed(0)
     module = component.build({}, context)
@@ -84,9 +107,13 @@ def test_network_component_builds_runs_and_matches_inferred_shape(component: Com
     check_instance(component.kind, module)
     for sub in module.modules():  # capabilities are read on every module of a network, at any depth
         check_instance(component.kind, sub)
-    out = module(x, labels) if takes_labels(module) else module(x)
+    extra = entry_inputs(component, "cpu")
+    out, record = logit_of(module(x, labels, **extra) if takes_labels(module) else module(x, **extra))
     assert out.shape == inferred
     assert torch.isfinite(out).all()
+    if record is not None:  # a head with extras returns exactly what it declares
+        assert set(record.extras) == set(capability(module, "outputs", kind="head"))
+        out = out.sum() + sum(v.float().sum() for v in record.extras.values())
     out.float().square().mean().backward()
     grads = [p.grad for p in module.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -101,10 +128,16 @@ def test_loss_component(component: Component):
     loss = component.build({})
     real = torch.randn(8, 1, requires_grad=True)
     fake = torch.randn(8, 1, requires_grad=True)
-    d = loss.discriminator_loss(real_logits=real, fake_logits=fake)
     check_instance("loss", loss)
-    extra = {"real_logits": real} if capability(loss, "generator_needs_real", kind="loss") else {}
-    g = loss.generator_loss(fake_logits=fake, **extra)
+    needed = capability(loss, "needs_outputs", kind="loss")
+    # every extra the loss reads, as a head would give it (class logits over 3 classes, features...)
+    extras = {name: torch.randn(8, 3, requires_grad=True) for name in needed}
+    labels = LabelPair(real=torch.randint(0, 3, (8,)), fake=torch.randint(0, 3, (8,)))
+    real_out = DiscriminatorOutput.of({"logit": real, **extras})
+    fake_out = DiscriminatorOutput.of({"logit": fake, **extras})
+    called = adapt_loss(Resolved(component=component, settings=component.validate({}), path="loss"))
+    d = called.discriminator_loss(real=real_out, fake=fake_out, labels=labels)
+    g = called.generator_loss(fake=fake_out, real=real_out, labels=labels)
     assert d.ndim == 0 and g.ndim == 0 and torch.isfinite(d) and torch.isfinite(g)
     (d + g).backward()
     assert torch.isfinite(fake.grad).all()
@@ -112,13 +145,31 @@ def test_loss_component(component: Component):
 
 @pytest.mark.parametrize("component", by_kind("regularizer"))
 def test_regularizer_component(component: Component):
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1))
+    """Every regulariser runs on what the engine offers its network (``REGULARIZER_NEEDS``), and its
+    penalty reaches that network's weights."""
     regularizer = component.build({})
     check_instance("regularizer", regularizer)
-    penalty = regularizer(discriminator=net, real=torch.randn(4, 3, 2, 2), fake=torch.randn(4, 3, 2, 2))
+    network = capability(regularizer, "network", kind="regularizer")
+    d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1))
+    g = torch.nn.Linear(8, 12)
+
+    def generate(n: int) -> GeneratorPass:
+        style = torch.randn(n, 1, 8).expand(n, 2, 8).requires_grad_(True)
+        return GeneratorPass(images=g(style.mean(1)).view(n, 3, 2, 2), context={"style": style, "w": style[:, 0]})
+
+    labels = LabelPair(real=torch.randint(0, 3, (4,)), fake=torch.randint(0, 3, (4,)))
+    available = {"step": 0, "labels": labels, "rng": torch.Generator().manual_seed(0),
+                 "parameters": Lazy(lambda: tagged_parameters(d if network == "discriminator" else g))}
+    if network == "discriminator":
+        available.update(discriminator=d, discriminator_outputs=lambda x: DiscriminatorOutput.of(d(x)),
+                         real=torch.randn(4, 3, 2, 2), fake=torch.randn(4, 3, 2, 2))
+    else:
+        available.update(fake=generate(4).images, generate=generate)
+    assert set(available) == REGULARIZER_NEEDS[network]  # the test offers exactly what the engine does
+    penalty = call_with(regularizer, available)
     assert penalty.ndim == 0 and torch.isfinite(penalty)
     penalty.backward()
-    assert net[1].weight.grad is not None
+    assert (d[1] if network == "discriminator" else g).weight.grad is not None
 
 
 @pytest.mark.parametrize("component", by_kind("init"))

@@ -31,8 +31,10 @@ def test_every_kind_has_a_protocol_and_a_place_in_a_blueprint():
         assert issubclass(kind.protocol, Protocol) and getattr(kind.protocol, "_is_runtime_protocol", False), name
         assert kind.protocol.__doc__ and kind.protocol.__name__ in kind.interface
         assert kind.blueprint, f"{name}: where does a blueprint name one?"
-        assert kind.context_params <= {"in_channels", "in_features", "in_size", "num_classes"}
-        assert bool(kind.context_params) == kind.network
+        if kind.network:
+            assert kind.context_params == {"in_channels", "in_features", "in_size", "num_classes"}
+        else:  # the generator's latent and context producers are sized by the generator's latent and classes
+            assert kind.context_params <= {"latent_dim", "num_classes", "consumers"}, name
         for cap_name, cap in kind.capabilities.items():
             assert cap.name == cap_name and cap.doc
     assert NETWORK_KINDS == ("block", "layer", "head")  # a stack's `type` is looked up as a block first

@@ -152,9 +152,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(cli,
     original = Hinge.discriminator_loss
     calls = {"n": 0}
 
-    def poisoned(self, *, real_logits, fake_logits):
+    def poisoned(self, *, real, fake):
         calls["n"] += 1
-        loss = original(self, real_logits=real_logits, fake_logits=fake_logits)
+        loss = original(self, real=real, fake=fake)
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(Hinge, "discriminator_loss", poisoned)

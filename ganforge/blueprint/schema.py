@@ -64,15 +64,39 @@ class NetworkSpec(_Strict):
 
 class GeneratorSpec(NetworkSpec):
     latent_dim: int = Field(default=128, ge=1)
+    latent: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="normal"),
+                                  description="the latent component: what is drawn per image (z, mixing latents)")
+    context: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="context producers run at the start of every pass (shared class embedding, z chunks, "
+                    "mapping network); stack components that declare an entry receive it")
 
 
 class DiscriminatorSpec(NetworkSpec):
     pass
 
 
+class GroupSpec(_Strict):
+    """Optimiser settings for the parameters carrying one tag (``parameter_tags``)."""
+
+    lr_multiplier: float = Field(default=1.0, gt=0, description="the group's learning rate is the network's times this")
+
+
+class OptimizerSpec(ComponentSpec):
+    """An optimiser and, per parameter tag, the settings of that tag's group."""
+
+    groups: dict[str, GroupSpec] = Field(default_factory=dict)
+
+
 class OptimizersSpec(_Strict):
-    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="adam"))
-    discriminator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="adam"))
+    generator: OptimizerSpec = Field(default_factory=lambda: OptimizerSpec(type="adam"))
+    discriminator: OptimizerSpec = Field(default_factory=lambda: OptimizerSpec(type="adam"))
+
+
+class RegularizerSpec(ComponentSpec):
+    """A regulariser; ``every: N`` runs it lazily (steps 0, N, 2N..., its value times N)."""
+
+    every: int = Field(default=1, ge=1)
 
 
 class DataSpec(ComponentSpec):
@@ -122,13 +146,14 @@ class Blueprint(_Strict):
     generator: GeneratorSpec
     discriminator: DiscriminatorSpec
     loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="hinge"))
-    regularizers: list[ComponentSpec] = Field(default_factory=list)
+    regularizers: list[RegularizerSpec] = Field(default_factory=list)
+    controllers: list[ComponentSpec] = Field(default_factory=list)
     update_rule: list[ComponentSpec] = Field(default_factory=list)
     optimizers: OptimizersSpec = Field(default_factory=OptimizersSpec)
     data: DataSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
 
-    @field_validator("update_rule", "regularizers", mode="before")
+    @field_validator("update_rule", "regularizers", "controllers", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, (dict, str)) else value

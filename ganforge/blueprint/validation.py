@@ -36,6 +36,21 @@ class LoadedBlueprint:
         return BlueprintError(message, path=path, file=file)
 
 
+    def has_component(self, required: str) -> bool:
+        """Whether the blueprint names the component ``"kind:name"`` (a ``requires`` entry)."""
+        from ..contracts import KIND_TABLE
+
+        kind, _, name = required.partition(":")
+        found: list[Any] = []
+        for slot in KIND_TABLE[kind].blueprint if kind in KIND_TABLE else ():
+            value: Any = self.blueprint
+            for part in slot.split("."):
+                value = getattr(value, part, None)
+            found += value if isinstance(value, list) else [value]
+        names = [item if isinstance(item, str) else getattr(item, "type", "") for item in found if item is not None]
+        return any(type_name.rpartition(":")[2] == name for type_name in names)
+
+
 def load_blueprint(path: str | Path, overrides: Iterable[str] = ()) -> LoadedBlueprint:
     """Read, merge ``extends``, apply ``--set`` overrides and validate the section structure."""
     import pydantic
@@ -169,6 +184,8 @@ class ResolvedComponents:
     inits: dict[str, Resolved]
     metrics: tuple[Resolved, ...]
     dataset: Resolved
+    latent: Resolved | None = None
+    controllers: tuple[Resolved, ...] = ()
 
 
 def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> ResolvedComponents:
@@ -190,8 +207,12 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
     metrics = tuple(resolve(ComponentSpec(type=name), "metric", join_path("train", "eval_metrics", i))
                     for i, name in enumerate(bp.train.eval_metrics))
     dataset = resolve_dataset(loaded, registry)
+    latent = resolve(bp.generator.latent, "latent", "generator.latent")
+    controllers = tuple(resolve(spec, "controller", join_path("controllers", i))
+                        for i, spec in enumerate(bp.controllers))
     return ResolvedComponents(loss=loss, regularizers=regularizers, update_rules=update_rules,
-                              optimizers=optimizers, inits=inits, metrics=metrics, dataset=dataset)
+                              optimizers=optimizers, inits=inits, metrics=metrics, dataset=dataset,
+                              latent=latent, controllers=controllers)
 
 
 def resolve_dataset(loaded: LoadedBlueprint, registry: "Registry") -> Resolved:

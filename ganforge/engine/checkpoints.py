@@ -222,6 +222,7 @@ class CheckpointRecord:
     best_fid: float | None = None
     blueprint_file: str | None = None
     fid: float | None = None
+    components: dict[str, Any] | None = None  # stateful components' state_dict() by blueprint key (ADA's p)
     format: int = FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -229,9 +230,11 @@ class CheckpointRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The on-disk dict (``format``/``complete`` are set by the writer); ``fid`` only when set."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "format", "fid")}
-        if self.fid is not None:
-            out["fid"] = self.fid
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("extra", "format", "fid", "components")}
+        for optional in ("fid", "components"):  # written only when set
+            if getattr(self, optional) is not None:
+                out[optional] = getattr(self, optional)
         return {**self.extra, **out}
 
     @classmethod

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..contracts import batch_statistics
 from .distributed import Placement, any_rank
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ class Runtime:
         """SyncBN across processes and channels-last memory, as the blueprint asks."""
         if self.train.sync_batchnorm and self.placement.distributed and self.cuda:
             network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            unsynced = sorted({type(m).__name__ for m in network.modules()
+                               if batch_statistics(m) and not isinstance(m, nn.SyncBatchNorm)})
+            if unsynced:  # a normalisation of its own that SyncBN cannot convert: say so, never skip silently
+                self.report(f"train.sync_batchnorm: {', '.join(unsynced)} normalise with batch statistics but are "
+                            "not torch batch norms; they keep per-process statistics")
         if self.cuda and self.train.channels_last:
             network.to(memory_format=torch.channels_last)
         return network
@@ -69,10 +75,11 @@ class Runtime:
             update = compile(update) if self.placement.distributed else plain
         return NetworkViews(module=network, update=update, plain=plain)
 
-    def optimizer(self, make: Callable[..., torch.optim.Optimizer], network: nn.Module) -> torch.optim.Optimizer:
+    def optimizer(self, make: Callable[..., torch.optim.Optimizer], params: Any) -> torch.optim.Optimizer:
+        """``make(params)`` (a network's parameters or parameter groups) with the fused kernels where asked."""
         if not self.train.fused_optimizer:  # the plain per-parameter loop of the reference implementations
-            return make(network.parameters(), fused=None, foreach=False)
-        return make(network.parameters(), fused=True if self.cuda else None)
+            return make(params, fused=None, foreach=False)
+        return make(params, fused=True if self.cuda else None)
 
     @staticmethod
     def no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager:

@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
+from ..assembly import Network
 from ..components.layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
-from ..contracts import capability
+from ..contracts import batch_statistics, capability
+from ..records import DiscriminatorOutput, GeneratorPass, LabelPair
+from .calls import Lazy, ScheduledRegularizer, adapt_loss, attach_controllers, call_with
+from .parameter_groups import apply_multipliers, parameter_groups, tagged_parameters
 from ..memory_estimate import check_training
 from .data_stream import DataStream
 from .planning import TrainingPlan
@@ -50,13 +54,24 @@ class GANUpdate:
 
         # Real and generated images share one D pass when nothing in D mixes images of a batch.
         self.joint_d_pass = self.train.joint_d_pass and not batch_dependent(discriminator)
-        self.loss = assembly.components.loss.build()
-        self.regularizers = [regularizer.build() for regularizer in assembly.components.regularizers]
-        self.g_opt = runtime.optimizer(self._make_optimizer(registry, "generator"), generator)
-        self.d_opt = runtime.optimizer(self._make_optimizer(registry, "discriminator"), discriminator)
+        components = assembly.components
+        self.latent = components.latent.build({"latent_dim": self.latent_dim})
+        self.loss = adapt_loss(components.loss)
+        self.regularizers = [ScheduledRegularizer(resolved.build(), every=spec.every, path=resolved.path)
+                             for resolved, spec in zip(components.regularizers, bp.regularizers)]
+        self.controllers = {resolved.path: resolved.build() for resolved in components.controllers}
+        attach_controllers(self.controllers, components.controllers, (generator, discriminator))
+        self.g_opt = runtime.optimizer(self._make_optimizer(registry, "generator"),
+                                       parameter_groups(generator, bp.optimizers.generator.groups))
+        self.d_opt = runtime.optimizer(self._make_optimizer(registry, "discriminator"),
+                                       parameter_groups(discriminator, bp.optimizers.discriminator.groups))
+        apply_multipliers(self.g_opt)
+        apply_multipliers(self.d_opt)
         self.g, self.d = runtime.views(generator), runtime.views(discriminator)
 
         self.noise = torch.Generator(self.device).manual_seed(derive_seed(seed, placement.rank))
+        self._last_real: DiscriminatorOutput | None = None  # D on the last D update's real images (feedback)
+        self._real_outputs: list[DiscriminatorOutput] = []
         self.step = 0
         self.total_steps = total_steps  # what learning-rate schedules count towards (the run's --steps)
         self.images_seen = 0
@@ -82,16 +97,34 @@ class GANUpdate:
         self.begin_step()
         d_loss = self.d_update()
         g_loss = self.g_update()
-        self.end_step()
+        self.end_step({"discriminator": d_loss, "generator": g_loss})
         return d_loss, g_loss
 
     def begin_step(self) -> None:
         for hook in self.plan.step_hooks:  # update rules' per-step hooks (lr_schedule), pure in the step
             hook(self.step, self.total_steps(), {"generator": self.g_opt, "discriminator": self.d_opt})
 
-    def end_step(self) -> None:
+    def end_step(self, losses: dict[str, torch.Tensor] | None = None) -> None:
+        """Feedback to every component that asks for it (ADA's controller), then the step count and the EMA."""
+        observed = {"step": self.step, "losses": losses or {}, "real": self._last_real}
+        for component in self.feedback_components():
+            call_with(component.feedback, observed)
         self.step += 1
         self._update_ema()
+
+    def stateful_components(self) -> dict[str, Any]:
+        """Components beside the networks whose training state goes into checkpoints, by blueprint key."""
+        found = {"loss": self.loss, **{r.path: r.regularizer for r in self.regularizers}, **self.controllers}
+        return {path: c for path, c in found.items()
+                if callable(getattr(c, "state_dict", None)) and callable(getattr(c, "load_state_dict", None))}
+
+    def feedback_components(self) -> list[Any]:
+        """Every component with a ``feedback`` method: loss, regularisers, controllers, network modules."""
+        found = [self.loss, *(r.regularizer for r in self.regularizers), *self.controllers.values()]
+        out = [c for c in found if callable(getattr(c, "feedback", None))]
+        for network in (self.generator, self.discriminator):
+            out += [m for m in network.modules() if capability(m, "feedback", kind="layer") is not None]
+        return out
 
     def d_update(self) -> torch.Tensor:
         """``plan.d_steps`` updates of D on real and generated batches; returns the last update's loss."""
@@ -101,8 +134,10 @@ class GANUpdate:
         with self.runtime.backend_flags():
             for _ in range(self.plan.d_steps):
                 self.d_opt.zero_grad(set_to_none=True)
+                self._real_outputs = []
                 d_loss = self._accumulate(self._discriminator_loss, self.d.update)
                 self.d_opt.step()
+        self._last_real = _concat(self._real_outputs)
         return d_loss
 
     def g_update(self) -> torch.Tensor:
@@ -135,57 +170,89 @@ class GANUpdate:
     def _discriminator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
         """D's loss (regularisers included) on one real and one generated micro-batch."""
         real, labels = self.real_batch()
-        z, fake_labels = self.latents(real.shape[0])
+        z, fake_labels, draws = self.draw(real.shape[0])
         with torch.no_grad(), self.runtime.autocast(), _power_iteration_on_first(micro, self.generator):
-            fake = self.g.plain(z, fake_labels)
+            fake = self.g.plain(z, fake_labels, **draws)
         with (self.runtime.autocast(), self.runtime.no_sync(self.d.update, skip_sync),
               _power_iteration_on_first(micro, self.discriminator)):
-            real_logits, fake_logits = self._discriminator_logits(real, labels, fake, fake_labels)
-        d_loss = self.loss.discriminator_loss(real_logits=real_logits.float(), fake_logits=fake_logits.float())
-        for regularizer in self.regularizers:
-            with self.discriminator.frozen_normalisation():
-                d_loss = d_loss + regularizer(
-                    discriminator=lambda x, y=labels: self.discriminator(x, y).float(),
-                    real=real, fake=fake)
+            real_out, fake_out = self._discriminator_outputs(real, labels, fake, fake_labels)
+        pair = LabelPair(real=labels, fake=fake_labels)
+        real_out, fake_out = real_out.float(), fake_out.float()
+        self._real_outputs.append(real_out.detach())
+        d_loss = self.loss.discriminator_loss(real=real_out, fake=fake_out, labels=pair)
+        due = [r for r in self.regularizers if r.network == "discriminator" and r.due(self.step)]
+        if due:
+            def outputs(x: torch.Tensor, y: torch.Tensor | None = labels) -> DiscriminatorOutput:
+                return DiscriminatorOutput.of(self.discriminator(x, y)).float()
+
+            available = {"step": self.step, "labels": pair, "rng": self.noise, "real": real, "fake": fake,
+                         "discriminator": lambda x: outputs(x).logit, "discriminator_outputs": outputs,
+                         "parameters": Lazy(lambda: tagged_parameters(self.discriminator))}
+            for regularizer in due:
+                with self.discriminator.frozen_normalisation():
+                    d_loss = d_loss + regularizer(available)
         self.images_seen += real.shape[0] * self.runtime.placement.world_size
         return d_loss
 
-    def _discriminator_logits(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
-                              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits on the real and the generated images, in one pass where D allows it."""
+    def _discriminator_outputs(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
+                               fake_labels: torch.Tensor | None) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:
+        """D's outputs on the real and the generated images, in one pass where D allows it."""
         if self.joint_d_pass:
             # One pass over [real; fake]: the power iteration advances once, and σ from
             # the updated u/v normalises both halves, exactly as two passes (the second
             # frozen) would; per-image outputs cannot mix in a batch-independent D.
-            both = self.d.update(torch.cat([real, fake]), _cat_labels(labels, fake_labels))
-            real_logits, fake_logits = both.split([real.shape[0], fake.shape[0]])
-            return real_logits, fake_logits
-        real_logits = self.d.update(real, labels)
+            both = DiscriminatorOutput.of(self.d.update(torch.cat([real, fake]), _cat_labels(labels, fake_labels)))
+            real_out, fake_out = both.split([real.shape[0], fake.shape[0]])
+            return real_out, fake_out
+        real_out = DiscriminatorOutput.of(self.d.update(real, labels))
         # The official code's pass on generated images leaves u/v alone.
         with self.discriminator.frozen_normalisation():
-            fake_logits = self.d.plain(fake, fake_labels)
-        return real_logits, fake_logits
+            fake_out = DiscriminatorOutput.of(self.d.plain(fake, fake_labels))
+        return real_out, fake_out
 
     def _generator_loss(self, micro: int, skip_sync: bool) -> torch.Tensor:
-        """G's loss on one generated micro-batch, through D with its u/v frozen."""
+        """G's loss (its regularisers included) on one generated micro-batch, through D with its u/v frozen."""
         needs_real = capability(self.loss, "generator_needs_real", kind="loss")
-        z, fake_labels = self.latents(self.micro_batch)
+        z, fake_labels, draws = self.draw(self.micro_batch)
+        due = [r for r in self.regularizers if r.network == "generator" and r.due(self.step)]
         with self.runtime.autocast(), self.runtime.no_sync(self.g.update, skip_sync):
             with _power_iteration_on_first(micro, self.generator):
-                fake = self.g.update(z, fake_labels)
+                fake = self.g.update(z, fake_labels, **draws)
             with self.discriminator.frozen_normalisation():
-                fake_logits = self.d.plain(fake, fake_labels)
-                extra = {}
+                fake_out = DiscriminatorOutput.of(self.d.plain(fake, fake_labels)).float()
+                real_out = None
                 if needs_real:
                     real, labels = self.real_batch()
-                    extra["real_logits"] = self.d.plain(real, labels).float()
-        return self.loss.generator_loss(fake_logits=fake_logits.float(), **extra)
+                    real_out = DiscriminatorOutput.of(self.d.plain(real, labels)).float()
+        pair = LabelPair(real=None if real_out is None else labels, fake=fake_labels)
+        g_loss = self.loss.generator_loss(fake=fake_out, real=real_out, labels=pair)
+        if due:
+            available = {"step": self.step, "labels": pair, "rng": self.noise, "fake": fake,
+                         "generate": self._generate_with_context,
+                         "parameters": Lazy(lambda: tagged_parameters(self.generator))}
+            for regularizer in due:
+                with self.runtime.autocast(), self.generator.frozen_normalisation():
+                    g_loss = g_loss + regularizer(available)
+        return g_loss
 
-    def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = torch.randn(n, self.latent_dim, device=self.device, generator=self.noise)
+    def _generate_with_context(self, n: int) -> GeneratorPass:
+        """A fresh generator pass of ``n`` images that keeps its context (styles) for a regulariser."""
+        z, labels, draws = self.draw(n)
+        images, context = self.g.update(z, labels, return_context=True, **draws)
+        return GeneratorPass(images=images, context=context, labels=labels)
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """The latent component's draws for ``n`` images (z, and the rest G reads), then their classes."""
+        draws = self.latent.draw(n, generator=self.noise, device=self.device)
+        z = draws.pop("z")
         labels = None
         if self.num_classes > 0:
             labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=self.noise)
+        wanted = self.generator.consumes if isinstance(self.generator, Network) else frozenset()
+        return z, labels, {k: v for k, v in draws.items() if k in wanted}
+
+    def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z, labels, _ = self.draw(n)
         return z, labels
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -241,11 +308,10 @@ def _micro_batch(loaded: Any, world_size: int) -> int:
 def batch_dependent(network: nn.Module) -> bool:
     """Whether an image's output can depend on the other images of its batch.
 
-    Batch norm (in training mode) does; a component that mixes images in another way
-    declares it with the class attribute ``batch_dependent = True``.
+    A normalisation with batch statistics does (``contracts.batch_statistics``); a component that
+    mixes images in another way declares it with the class attribute ``batch_dependent = True``.
     """
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) or capability(m, "batch_dependent", kind="layer")
-               for m in network.modules())
+    return any(batch_statistics(m) or capability(m, "batch_dependent", kind="layer") for m in network.modules())
 
 
 def _power_iteration_on_first(micro: int, network: nn.Module) -> contextlib.AbstractContextManager:
@@ -260,3 +326,14 @@ def _power_iteration_on_first(micro: int, network: nn.Module) -> contextlib.Abst
 
 def _cat_labels(real: torch.Tensor | None, fake: torch.Tensor | None) -> torch.Tensor | None:
     return None if real is None or fake is None else torch.cat([real, fake])
+
+
+def _concat(outputs: list[DiscriminatorOutput]) -> DiscriminatorOutput | None:
+    """The micro-batches' outputs as one record (what feedback sees of the update)."""
+    if not outputs:
+        return None
+    if len(outputs) == 1:
+        return outputs[0]
+    return DiscriminatorOutput(logit=torch.cat([o.logit for o in outputs]),
+                               extras={k: torch.cat([o.extras[k] for o in outputs]) for k in outputs[0].extras})
+

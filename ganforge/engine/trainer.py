@@ -212,6 +212,7 @@ class Trainer:
             blueprint=self.loaded.document,
             blueprint_file=self.loaded.file,
             extra={"target_steps": self.options.steps},  # what --resume without --steps trains to
+            components={path: c.state_dict() for path, c in update.stateful_components().items()} or None,
         )
 
     def checkpoint(self) -> None:
@@ -243,6 +244,12 @@ class Trainer:
                          cuda_device=self.runtime.device if self.runtime.cuda else None, source=path,
                          report=self.report)
         update.stream.restore(state.data)
+        for key, component in update.stateful_components().items():
+            saved = (state.components or {}).get(key)
+            if saved is None:
+                raise GanforgeError(f"{path} holds no state for {key} ({type(component).__name__}); it was "
+                                    "written by a run without it, so it cannot resume this blueprint exactly")
+            component.load_state_dict(saved)
         update.images_seen = state.images_seen
         self.best_fid = state.best_fid
         return update.step

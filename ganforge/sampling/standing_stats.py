@@ -15,6 +15,7 @@ from torch import nn
 
 from .latents import latent_batches
 from ..assembly import frozen_normalisation
+from ..contracts import batch_statistics
 
 __all__ = ["STANDING_BATCH_SIZE", "seeded_standing_statistics", "standing_statistics"]
 
@@ -23,14 +24,14 @@ STANDING_BATCH_SIZE = 64  # images per pass; BigGAN-PyTorch uses its sampling ba
 
 @torch.no_grad()
 def standing_statistics(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> int:
-    """Set every batch norm's running statistics to their plain average over ``batches``; returns the pass count.
+    """Set every batch-statistics normalisation's running statistics to their plain average over ``batches``; returns the pass count.
 
     Each batch norm is reset and given momentum None (torch's cumulative average: the mean of the
     batch means and of the unbiased batch variances). The passes run in training mode, without
     gradients and with spectral-norm u/v frozen, so nothing but the statistics changes. The momenta
     are restored afterwards and the network is left in eval mode, ready to sample.
     """
-    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in network.modules() if batch_statistics(m)]
     momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()

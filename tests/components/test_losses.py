@@ -5,12 +5,19 @@ import math
 import pytest
 import torch
 
+from ganforge.records import DiscriminatorOutput
+
 from ganforge.components.losses.adversarial import Hinge, LeastSquares, NonSaturating, Wasserstein
 from ganforge.components.losses.regularizers import R1, GradientPenalty
 from ganforge.registry import default_registry
 
 REAL = [2.0, 0.5, -1.0]
 FAKE = [-2.0, 0.5, 1.0]
+
+
+def _o(values) -> DiscriminatorOutput:
+    """D's output record for these logits (a tensor is used as it is, keeping its gradient)."""
+    return DiscriminatorOutput.of(values if isinstance(values, torch.Tensor) else _t(values))
 
 
 def _t(values):
@@ -49,8 +56,8 @@ def _softplus(x):
     ids=["hinge", "non_saturating", "wasserstein", "least_squares", "least_squares_-1_1_0"],
 )
 def test_known_values(loss, d_expected, g_expected):
-    d = loss.discriminator_loss(real_logits=_t(REAL), fake_logits=_t(FAKE))
-    g = loss.generator_loss(fake_logits=_t(FAKE))
+    d = loss.discriminator_loss(real=_o(REAL), fake=_o(FAKE))
+    g = loss.generator_loss(fake=_o(FAKE))
     assert d.ndim == 0 and g.ndim == 0
     assert d.item() == pytest.approx(d_expected, rel=1e-6)
     assert g.item() == pytest.approx(g_expected, rel=1e-6)
@@ -59,9 +66,9 @@ def test_known_values(loss, d_expected, g_expected):
 def test_non_saturating_is_stable_for_large_logits():
     loss = NonSaturating()
     big = _t([100.0, -100.0])
-    assert torch.isfinite(loss.discriminator_loss(real_logits=big, fake_logits=big))
-    assert loss.generator_loss(fake_logits=_t([-100.0])).item() == pytest.approx(100.0)
-    assert loss.discriminator_loss(real_logits=_t([3.0]), fake_logits=_t([-3.0])).item() == pytest.approx(2 * _softplus(-3.0))
+    assert torch.isfinite(loss.discriminator_loss(real=_o(big), fake=_o(big)))
+    assert loss.generator_loss(fake=_o([-100.0])).item() == pytest.approx(100.0)
+    assert loss.discriminator_loss(real=_o([3.0]), fake=_o([-3.0])).item() == pytest.approx(2 * _softplus(-3.0))
 
 
 LOSSES = [Hinge(), NonSaturating(), Wasserstein(), LeastSquares()]
@@ -72,11 +79,11 @@ def test_gradient_directions(loss):
     # logits where every loss is active (hinge margins not met, LSGAN targets not reached)
     real = _t([0.2, -0.3, 0.6]).requires_grad_(True)
     fake = _t([0.4, 0.1, 0.7]).requires_grad_(True)
-    loss.discriminator_loss(real_logits=real, fake_logits=fake).backward()
+    loss.discriminator_loss(real=_o(real), fake=_o(fake)).backward()
     assert (real.grad < 0).all(), "descending D's loss must raise real logits"
     assert (fake.grad > 0).all(), "descending D's loss must lower fake logits"
     fake_g = _t([0.4, 0.1, 0.7]).requires_grad_(True)
-    loss.generator_loss(fake_logits=fake_g).backward()
+    loss.generator_loss(fake=_o(fake_g)).backward()
     assert (fake_g.grad < 0).all(), "descending G's loss must raise fake logits"
 
 

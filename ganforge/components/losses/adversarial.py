@@ -1,9 +1,9 @@
-"""Adversarial losses (``loss`` kind): what D and G minimise, given D's raw logits.
+"""Adversarial losses (``loss`` kind): what D and G minimise, given D's outputs.
 
-Each loss has ``discriminator_loss(*, real_logits, fake_logits)`` and
-``generator_loss(*, fake_logits)``; arguments are keyword-only so real and fake can never be
-swapped. Logits of any shape are averaged over all elements. The caller detaches fake
-images for the discriminator step.
+Each loss has ``discriminator_loss(*, real, fake)`` and ``generator_loss(*, fake)`` over
+``records.DiscriminatorOutput``s (``labels`` too where a loss reads classes); arguments are
+keyword-only so real and fake can never be swapped. The losses here read ``logit`` only; the
+caller detaches fake images for the discriminator step.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganforge.records import DiscriminatorOutput
 from ganforge.registry import register
 
 __all__ = ["AdversarialLoss", "Hinge", "LeastSquares", "NonSaturating", "Wasserstein"]
@@ -20,12 +21,20 @@ class AdversarialLoss:
     """Base class: the two objectives of a GAN loss (the ``loss`` contract: ``ganforge.contracts.Loss``)."""
 
     generator_needs_real: bool = False
-    """True when ``generator_loss`` also takes ``real_logits`` (the engine then runs D on a real batch)."""
+    """True when ``generator_loss`` also takes ``real`` (the engine then runs D on a real batch)."""
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_loss(self, *, real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
+        return self.discriminator_objective(real.logit, fake.logit)
+
+    def generator_loss(self, *, fake: DiscriminatorOutput) -> torch.Tensor:
+        return self.generator_objective(fake.logit)
+
+    def discriminator_objective(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """D's loss on raw logits (losses that add terms, like AC-GAN's, build on it)."""
         raise NotImplementedError
 
-    def generator_loss(self, *, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """G's loss on raw logits."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -40,10 +49,10 @@ class Hinge(AdversarialLoss):
     def __init__(self) -> None:
         pass
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_objective(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
-    def generator_loss(self, *, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return -fake_logits.mean()
 
 
@@ -58,10 +67,10 @@ class NonSaturating(AdversarialLoss):
     def __init__(self) -> None:
         pass
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_objective(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
-    def generator_loss(self, *, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
 
 
@@ -75,10 +84,10 @@ class Wasserstein(AdversarialLoss):
     def __init__(self) -> None:
         pass
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_objective(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return fake_logits.mean() - real_logits.mean()
 
-    def generator_loss(self, *, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return -fake_logits.mean()
 
 
@@ -95,8 +104,8 @@ class LeastSquares(AdversarialLoss):
         self.real_target = real_target
         self.generator_target = generator_target
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_objective(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return 0.5 * (real_logits - self.real_target).pow(2).mean() + 0.5 * (fake_logits - self.fake_target).pow(2).mean()
 
-    def generator_loss(self, *, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return 0.5 * (fake_logits - self.generator_target).pow(2).mean()

@@ -79,7 +79,7 @@ class LRSchedule:
             for role in self.roles:
                 base = float(plan.optimizers[role].settings["lr"])  # read now: rules after this one may set it
                 for group in optimizers[role].param_groups:
-                    group["lr"] = base * factor
+                    group["lr"] = base * factor * group.get("lr_multiplier", 1.0)  # a tagged group's own rate
 
         plan.step_hooks.append(set_rates)
         plan.set_by["lr_schedule"] = "lr_schedule"
