@@ -163,6 +163,9 @@ standing_stats_option = click.option(
               help="Draw every image from this class (default: one class per grid column).")
 @click.option("--truncation", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Truncation trick: redraw latent entries with |z| > T.")
+@click.option("--truncation-psi", "truncation_psi", type=click.FloatRange(min=0), default=None, metavar="PSI",
+              help="StyleGAN's w-space truncation: w = w_avg + PSI (w - w_avg), for generators with a mapping "
+                   "network.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Grid PNG [default: RUN/samples/sample.png].")
@@ -172,19 +175,22 @@ standing_stats_option = click.option(
 @standing_stats_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @debug_option
-def sample_command(target: str, count: int, class_index: int | None, truncation: float | None, seed: int,
-                   out: str | None, individual: str | None, raw: bool, standing_stats: int, device: str,
-                   debug: bool) -> None:
+def sample_command(target: str, count: int, class_index: int | None, truncation: float | None,
+                   truncation_psi: float | None, seed: int, out: str | None, individual: str | None, raw: bool,
+                   standing_stats: int, device: str, debug: bool) -> None:
     """Write a PNG grid of generated images from a checkpoint alone (no training data needed)."""
     with user_errors(debug):
         from .commands.sample import sample_grid
 
         drawn = sample_grid(target, count=count, class_index=class_index, truncation=truncation, seed=seed, out=out,
-                            individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device)
+                            individual=individual, prefer_ema=not raw, standing_stats=standing_stats, device=device,
+                            truncation_psi=truncation_psi)
     run = drawn.run
     click.echo(f"wrote {drawn.grid}: {count} images from {run.checkpoint} (step {run.step}, "
                f"{'EMA' if run.uses_ema else 'raw'} generator, eval mode, seed {seed}"
-               + (f", truncation {truncation:g}" if truncation else "") + f"; batch norm with {drawn.statistics})")
+               + (f", truncation {truncation:g}" if truncation else "")
+               + (f", w truncation ψ {truncation_psi:g}" if truncation_psi is not None else "")
+               + f"; batch norm with {drawn.statistics})")
     if individual:
         click.echo(f"wrote {len(drawn.individual)} images to {individual}")
 

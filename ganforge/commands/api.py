@@ -19,7 +19,7 @@ import torch
 from ..assembly import Network
 from ..blueprint.schema import Blueprint
 from ..errors import GanforgeError
-from ..sampling.generation import latent_batches
+from ..sampling.generation import latent_batches, w_truncation
 
 __all__ = ["LoadedGenerator", "load"]
 
@@ -53,12 +53,14 @@ class LoadedGenerator:
 
     @torch.no_grad()
     def generate(self, n: int, *, classes: int | Sequence[int] | torch.Tensor | None = None,
-                 truncation: float | None = None, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+                 truncation: float | None = None, seed: int = 0, batch_size: int = 64,
+                 truncation_psi: float | None = None) -> torch.Tensor:
         """``n`` images as a float32 tensor (n, channels, resolution, resolution) in [-1, 1], on ``device``.
 
         ``classes``: None for uniformly random classes (or an unconditional model), an int for every
         image, or n class indices, one per image. ``truncation`` T redraws latent entries with
-        |z| > T (BigGAN's truncation trick). The same ``seed`` (and ``batch_size``: latents are drawn per
+        |z| > T (BigGAN's truncation trick); ``truncation_psi`` pulls a mapped latent toward its average
+        (StyleGAN's w-space truncation, for generators with a mapping network). The same ``seed`` (and ``batch_size``: latents are drawn per
         batch) gives the same images; with the default batch size they are the ones ``ganforge sample
         --seed`` draws (with ``--class`` for an int). A list of classes uses the latents an int would.
         """
@@ -66,6 +68,7 @@ class LoadedGenerator:
             raise GanforgeError(f"generate: n must be a positive int, got {n!r}")
         if truncation is not None and not truncation > 0:
             raise GanforgeError(f"generate: truncation must be > 0, got {truncation!r}")
+        extra = w_truncation(self.network, truncation_psi)
         per_image = self._labels(n, classes)
         class_index = classes if isinstance(classes, int) else (0 if per_image is not None else None)
         images, done = [], 0
@@ -74,7 +77,7 @@ class LoadedGenerator:
                                         truncation=truncation, device=self.device):
             if per_image is not None:
                 labels = per_image[done:done + z.shape[0]]
-            images.append(self.network(z, labels).float())
+            images.append(self.network(z, labels, **extra).float())
             done += z.shape[0]
         return torch.cat(images)
 

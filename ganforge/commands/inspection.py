@@ -16,7 +16,11 @@ def describe(assembly: Assembly, plan: TrainingPlan) -> dict[str, Any]:
         "generator": _network(assembly.generator),
         "discriminator": _network(assembly.discriminator),
         "loss": {"type": bp.loss.type, **bp.loss.settings},
-        "regularizers": [{"type": r.type, **r.settings} for r in bp.regularizers],
+        "regularizers": [{"type": r.type, **r.settings, **({"every": r.every} if r.every > 1 else {})}
+                         for r in bp.regularizers],
+        "controllers": [{"type": c.type, **c.settings} for c in bp.controllers],
+        "latent": {"type": bp.generator.latent.type, "latent_dim": bp.generator.latent_dim,
+                   **bp.generator.latent.settings},
         "update_rule": {
             "rules": [{"type": r.type, **r.settings} for r in bp.update_rule],
             "d_steps_per_g_step": plan.d_steps,
@@ -38,8 +42,13 @@ def _network(net: NetworkPlan) -> dict[str, Any]:
         "layers": [
             {"index": layer.index, "component": layer.component, "path": layer.path,
              "output_shape": list(layer.output_shape), "params": layer.params,
-             "takes_labels": layer.takes_labels}
+             "takes_labels": layer.takes_labels, "context": dict(layer.context)}
             for layer in net.layers
+        ],
+        "context": [] if net.context is None else [
+            {"component": producer.component, "path": producer.path, "params": producer.params,
+             "provides": {entry: net.context.entries.get(entry, ("shared", None))[1] for entry in producer.context}}
+            for producer in net.context.producers
         ],
         "attention": [{"index": layer.index, "resolution": layer.input_shape[1], "channels": layer.input_shape[0]}
                       for layer in net.attention],
@@ -60,10 +69,15 @@ def format_text(report: dict[str, Any]) -> str:
         net = report[role]
         lines.append("")
         lines.append(f"{role}: input {_shape(net['input_shape'])} → output {_shape(net['output_shape'])}")
+        for producer in net.get("context", []):
+            provides = ", ".join(entry if size is None else f"{entry} ({size})"
+                                 for entry, size in producer["provides"].items())
+            lines.append(f"  context: {producer['component']} → {provides}; {producer['params']:,} params")
         lines.append(f"  {'#':>3}  {'component':<22} {'output':>14} {'params':>13}")
         for layer in net["layers"]:
+            given = ", ".join(entry if slot is None else f"{entry}[{slot}]" for entry, slot in layer["context"].items())
             lines.append(f"  {layer['index']:>3}  {layer['component']:<22} {_shape(layer['output_shape']):>14} "
-                         f"{layer['params']:>13,}")
+                         f"{layer['params']:>13,}" + (f"  ← {given}" if given else ""))
         lines.append(f"  {'':>3}  {'total':<22} {'':>14} {net['params']:>13,}")
         for att in net["attention"]:
             lines.append(f"  attention: layer {att['index']} at {att['resolution']}×{att['resolution']}, "
@@ -74,6 +88,9 @@ def format_text(report: dict[str, Any]) -> str:
     lines.append(f"loss: {_component(report['loss'])}")
     for reg in report["regularizers"]:
         lines.append(f"regularizer: {_component(reg)}")
+    for controller in report["controllers"]:
+        lines.append(f"controller: {_component(controller)}")
+    lines.append(f"latent: {_component(report['latent'])}")
     rule = report["update_rule"]
     rules = ", ".join(_component(r) for r in rule["rules"]) or "alternating (default)"
     lines.append(f"update rule: {rules}; {rule['d_steps_per_g_step']} D step(s) per G step"

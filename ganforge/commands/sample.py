@@ -30,7 +30,8 @@ class SampleGrid:
 def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None = None,
                 truncation: float | None = None, seed: int = 0, out: str | Path | None = None,
                 individual: str | Path | None = None, prefer_ema: bool = True, standing_stats: int = 0,
-                device: str = "auto", registry: Registry | None = None) -> SampleGrid:
+                device: str = "auto", registry: Registry | None = None,
+                truncation_psi: float | None = None) -> SampleGrid:
     """``ganforge sample``: a PNG grid of ``count`` images from a run or checkpoint alone (no training data).
 
     With classes (and no ``class_index``) each grid column is one class; rows are always full.
@@ -55,7 +56,8 @@ def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None 
     columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
     images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,
                                      num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
-                                     truncation=truncation, device=dev, columns=columns))).cpu()
+                                     truncation=truncation, device=dev, columns=columns,
+                                     truncation_psi=truncation_psi))).cpu()
     grid = Path(out) if out else RunDir(Path(run.run_dir)).samples / "sample.png"
     save_grid(images, grid, columns=columns)
     written = save_images(images, Path(individual)) if individual else []
