@@ -32,6 +32,18 @@ QUALIFIER = ":"
 """``DIST:NAME`` names the component ``NAME`` of the installed distribution ``DIST`` explicitly."""
 
 
+PLUGIN_API: tuple[str, ...] = (
+    "ganforge.registry",
+    "ganforge.records",
+    "ganforge.contracts",
+    "ganforge.errors",
+    "ganforge.components.layers.spectral_norm",
+    "ganforge.components.losses.adversarial",
+    "ganforge.components.optim.update_rules",
+)
+"""The modules a plugin may import: kept stable across versions (README, Writing a plugin, rule 10)."""
+
+
 class Builtin(Protocol):
     """What the index needs of a built-in component: where its code lives."""
 

@@ -156,7 +156,8 @@ def test_plugin_readme_lists_its_entry_points():
 # -- "One example per kind": run each and check it against its kind's contract --------------------
 KIND_OF = {"Blur": "layer", "MeanLogit": "head", "LeastSquares": "loss", "LogitPenalty": "regularizer",
            "StepDecay": "update_rule", "sgd": "optimizer", "kaiming": "init", "noise_images": "dataset",
-           "MeanFeatureGap": "metric"}
+           "MeanFeatureGap": "metric", "UniformLatent": "latent", "ClassEmbedding": "context",
+           "RealLogitTracker": "controller"}
 
 
 def test_one_example_per_kind_runs():
@@ -165,6 +166,7 @@ def test_one_example_per_kind_runs():
     from torch import nn
 
     from ganforge.contracts import check_contract
+    from ganforge.records import DiscriminatorOutput, LabelPair
     from ganforge.registry import KINDS
     from ganforge.engine.planning import OptimizerChoice, TrainingPlan
 
@@ -183,7 +185,23 @@ def test_one_example_per_kind_runs():
     assert namespace["Blur"](in_channels=3, channels=4)(x).shape == (2, 4, 8, 8)
     assert namespace["MeanLogit"](in_channels=3)(x).shape == (2, 1)
     loss = namespace["LeastSquares"]()
-    assert loss.discriminator_loss(real_logits=torch.ones(2), fake_logits=torch.zeros(2)) == 0
+    assert loss.discriminator_loss(real=DiscriminatorOutput.of(torch.ones(2)),
+                                   fake=DiscriminatorOutput.of(torch.zeros(2))) == 0
+    z = namespace["UniformLatent"](latent_dim=5).draw(3, generator=torch.Generator().manual_seed(0), device="cpu")["z"]
+    assert z.shape == (3, 5) and z.abs().max() <= 1
+    embedding = namespace["ClassEmbedding"](num_classes=4, dim=6)(labels=torch.tensor([0, 3]))
+    assert embedding["class_embedding"].shape == (2, 6)
+    head = namespace["ClassifyingHead"](in_channels=3, num_classes=4)
+    out = DiscriminatorOutput.of(head(x))
+    check_contract("loss", namespace["HingeWithClassifier"])
+    labels = LabelPair(real=torch.tensor([0, 1]), fake=torch.tensor([2, 3]))
+    ac = namespace["HingeWithClassifier"](weight=0.0)
+    assert float(ac.discriminator_loss(real=out, fake=out, labels=labels)) == pytest.approx(
+        float(F.relu(1 - out.logit).mean() + F.relu(1 + out.logit).mean()))
+    tracker, module = namespace["RealLogitTracker"](decay=0.5), nn.Identity()
+    tracker.attach(modules=[module])
+    tracker.feedback(real=DiscriminatorOutput.of(torch.full((4, 1), 2.0)))
+    assert tracker.mean == module.target == 1.0 and tracker.state_dict() == {"mean": 1.0}
     head = namespace["MeanLogit"](in_channels=3)
     assert namespace["LogitPenalty"]()(discriminator=head, real=x, fake=x).ndim == 0
     param = nn.Parameter(torch.ones(3))
