@@ -243,6 +243,10 @@ def test_builds_from_defaults_on_meta(comp):
             out = module(x, labels=torch.zeros(2, dtype=torch.long))
         else:
             out = module(x)
+    if isinstance(out, dict):  # a discriminator head with declared extras: every value is per image
+        assert "logit" in out and set(out) - {"logit"} == set(module.outputs)
+        assert all(v.is_meta and v.shape[0] == 2 for v in out.values())
+        out = out["logit"]
     assert out.is_meta and out.shape[0] == 2
     assert comp.summary
 
