@@ -285,3 +285,54 @@ def test_one_attention_rule_for_plans_and_figures():
     layer = SelfAttention(in_channels=16, in_size=8)
     assert is_attention(layer) and not is_attention(torch.nn.Conv2d(1, 1, 1))
     assert [found.module for found in find_attention_layers(torch.nn.Sequential(layer))] == [layer]
+
+
+@pytest.mark.parametrize("component", by_kind("latent"))
+def test_latent_component(component: Component):
+    """A latent draws z of (n, latent_dim) from the generator it is given: the same seed, the same draws."""
+    latent = component.build({}, {"latent_dim": 6})
+    check_instance("latent", latent)
+    first = latent.draw(5, generator=torch.Generator().manual_seed(3), device="cpu")
+    again = latent.draw(5, generator=torch.Generator().manual_seed(3), device="cpu")
+    assert first["z"].shape == (5, 6) and torch.isfinite(first["z"]).all()
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert all(v.shape[0] == 5 for v in first.values())  # every draw is per image (micro-batches split it)
+    with torch.device("meta"):  # assembly probes the draws on the meta device
+        assert latent.draw(2, generator=None, device="meta")["z"].is_meta
+
+
+@pytest.mark.parametrize("component", by_kind("context"))
+def test_context_producer_component(component: Component):
+    """A producer builds from defaults, returns exactly the entries it declares, at the declared layout."""
+    from ganforge.assembly import keyword_inputs
+
+    provides = dict(component.obj.provides)
+    consumers = {entry: 2 for entry, how in provides.items() if how == "per_layer"}
+    latent_dim = 12
+    module = component.build({}, {"latent_dim": latent_dim, "num_classes": NUM_CLASSES, "consumers": consumers,
+                                  **{f"{e}_dim": ENTRY_SIZES[e] for e in ENTRY_SIZES}})
+    check_instance("context", module)
+    available = {"z": torch.randn(4, latent_dim, requires_grad=True), "labels": torch.randint(0, NUM_CLASSES, (4,)),
+                 "truncation_psi": None, **{e: torch.randn(4, size) for e, size in ENTRY_SIZES.items()}}
+    out = module(**{name: available[name] for name in keyword_inputs(module) if name in available})
+    assert isinstance(out, dict) and set(out) <= set(provides) and out
+    for entry, value in out.items():
+        assert value.shape[0] == 4 and torch.isfinite(value).all()
+        if provides[entry] == "per_layer":
+            assert value.ndim == 3 and value.shape[1] == consumers[entry]
+
+
+@pytest.mark.parametrize("component", by_kind("controller"))
+def test_controller_component(component: Component):
+    """A controller attaches to nothing or to its modules, takes feedback, and its state round-trips."""
+    controller = component.build({})
+    check_instance("controller", controller)
+    controller.attach(modules=[])
+    real = DiscriminatorOutput.of(torch.randn(8, 1))
+    for step in range(5):
+        call_with(controller.feedback, {"step": step, "losses": {"discriminator": torch.tensor(1.0)}, "real": real})
+    state = controller.state_dict()
+    fresh = component.build({})
+    fresh.attach(modules=[])
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == state
