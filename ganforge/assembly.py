@@ -62,6 +62,7 @@ class NetworkPlan:
     # the blueprint key that sets the input's first dimension (latent_dim, data.channels)
     input_key: str = ""
     context: "ContextPlan | None" = None  # the generator's context producers, when it has any
+    latent: Any = None  # the generator's latent component (its draws), kept on the built network
 
     @property
     def output_shape(self) -> Shape:
@@ -95,6 +96,8 @@ class NetworkPlan:
         network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
                           names=[layer.component for layer in self.layers], producers=producers,
                           routes=[layer.context for layer in self.layers])
+        if self.latent is not None:  # sampling draws z as training did (not a module: no weights, no state)
+            network.latent = self.latent
         if initialise and self.init is not None and torch.device(device).type != "meta":
             component, settings = self.init
             component.build(settings)(network)
@@ -457,6 +460,7 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
     generator = plan_network(loaded, "generator", input_shape=(bp.generator.latent_dim,),
                              num_classes=num_classes, registry=registry, context=context)
     generator.input_key = "generator.latent_dim"
+    generator.latent = components.latent.build({"latent_dim": bp.generator.latent_dim})
     if generator.output_shape != image and generator.output_shape[1:] == image[1:]:
         # only the channels differ: the head sets them (image_output's `channels`), not the blocks
         raise loaded.error(

@@ -74,7 +74,8 @@ class LoadedGenerator:
         images, done = [], 0
         for z, labels in latent_batches(n=n, latent_dim=self.latent_dim, num_classes=self.num_classes,
                                         batch_size=batch_size, seed=seed, class_index=class_index,
-                                        truncation=truncation, device=self.device):
+                                        truncation=truncation, device=self.device,
+                                        latent=getattr(self.network, "latent", None)):
             if per_image is not None:
                 labels = per_image[done:done + z.shape[0]]
             images.append(self.network(z, labels, **extra).float())

@@ -193,7 +193,8 @@ def attention_figure(restored: "RestoredRun", *, points: Sequence[Point] | None 
                                 f"0..{num_classes - 1}")
 
     device = next(iter(generator.parameters()), torch.empty(0)).device
-    z = latents(n, blueprint.generator.latent_dim, generator=torch.Generator().manual_seed(seed), device=device)
+    z = latents(n, blueprint.generator.latent_dim, generator=torch.Generator().manual_seed(seed), device=device,
+                latent=getattr(generator, "latent", None))
     labels = None
     if num_classes > 0:
         labels = (torch.full((n,), class_index, dtype=torch.long) if class_index is not None

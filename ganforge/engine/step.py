@@ -55,7 +55,7 @@ class GANUpdate:
         # Real and generated images share one D pass when nothing in D mixes images of a batch.
         self.joint_d_pass = self.train.joint_d_pass and not batch_dependent(discriminator)
         components = assembly.components
-        self.latent = components.latent.build({"latent_dim": self.latent_dim})
+        self.latent = assembly.generator.latent  # the draws of every training step
         self.loss = adapt_loss(components.loss)
         self.regularizers = [ScheduledRegularizer(resolved.build(), every=spec.every, path=resolved.path)
                              for resolved, spec in zip(components.regularizers, bp.regularizers)]

@@ -26,7 +26,7 @@ def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, bat
     extra = w_truncation(network, truncation_psi)
     for z, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
                                     seed=seed, class_index=class_index, truncation=truncation, device=device,
-                                    columns=columns):
+                                    columns=columns, latent=getattr(network, "latent", None)):
         yield network(z, labels, **extra).float()
 
 

@@ -62,7 +62,8 @@ def seeded_standing_statistics(network: nn.Module, *, passes: int, latent_dim: i
         return "running statistics"
     seed = sample_seed + 1
     batches = latent_batches(n=passes * batch_size, latent_dim=latent_dim, num_classes=num_classes,
-                             batch_size=batch_size, seed=seed, truncation=truncation, device=device)
+                             batch_size=batch_size, seed=seed, truncation=truncation, device=device,
+                             latent=getattr(network, "latent", None))
     standing_statistics(network, batches)
     classes = ", uniform classes" if num_classes else ""
     cut = f", truncation {truncation:g}" if truncation else ""

@@ -34,5 +34,14 @@ class NormalLatent:
         cutoff = torch.where(u[0] < self.mixing, u[1], torch.ones_like(u[1]))
         return {"z": z, "mix_z": mix_z, "mix_cutoff": cutoff.expand(n)}
 
+    def sample(self, n: int, *, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
+        """z for sampling (on the CPU): with ``truncation`` T each entry is redrawn until |z| ≤ T (BigGAN's trick)."""
+        z = torch.empty(n, self.latent_dim)
+        if truncation is None:
+            z.normal_(generator=generator)
+        else:
+            torch.nn.init.trunc_normal_(z, mean=0.0, std=1.0, a=-truncation, b=truncation, generator=generator)
+        return z
+
     def __repr__(self) -> str:
         return f"NormalLatent(latent_dim={self.latent_dim}, mixing={self.mixing})"
