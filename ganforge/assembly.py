@@ -255,6 +255,7 @@ def plan_context(loaded: LoadedBlueprint, *, num_classes: int, registry: Registr
                 out = module(**{name: available[name] for name in wanted if name in available})
         except Exception as err:  # the producer's own message says what is impossible
             raise loaded.error(f"{component.name!r} cannot be built here: {err}", path) from err
+        _check_module_requirements(loaded, component, module, path)
         if not isinstance(out, dict) or set(out) - set(provides):
             raise loaded.error(f"{component.name!r} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}"
                                f", but declares provides = {sorted(provides)}", path)
@@ -387,11 +388,7 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
                 out = module(x, labels, **extra) if wants_labels else module(x, **extra)
     except Exception as err:  # the component's own message says what is impossible
         raise loaded.error(f"{component.name!r} cannot be built here (input {_fmt(shape)}): {err}", path) from err
-    for sub in module.modules():
-        for required in capability(sub, "requires", kind="layer"):
-            if not loaded.has_component(required):
-                raise loaded.error(f"{component.name!r} requires the {_requirement(required)}, which this blueprint "
-                                   "does not have", path)
+    _check_module_requirements(loaded, component, module, path)
     if isinstance(out, dict):
         declared = tuple(capability(module, "outputs", kind="head"))
         if "logit" not in out or set(out) - {"logit"} != set(declared):
@@ -412,6 +409,31 @@ def _declared_outputs(registry: Registry, loaded: LoadedBlueprint) -> tuple[str,
     spec = loaded.blueprint.discriminator.head
     component = registry.find(spec.type, NETWORK_KINDS)
     return tuple(capability(component.obj, "outputs", kind="head"))
+
+
+def _check_module_requirements(loaded: LoadedBlueprint, component: "Component", module: nn.Module,
+                               path: str) -> None:
+    """Refuse a module (or one inside it) that ``requires`` a component the blueprint lacks."""
+    for sub in module.modules():
+        for required in capability(sub, "requires", kind="layer"):
+            if not loaded.has_component(required):
+                raise loaded.error(f"{component.name!r} requires the {_requirement(required)}, which this blueprint "
+                                   "does not have", path)
+
+
+def _check_groups(loaded: LoadedBlueprint, role: str, plan: NetworkPlan) -> None:
+    """Every tag an optimiser group names is carried by a parameter of its network (a meta build)."""
+    groups = getattr(loaded.blueprint.optimizers, role).groups
+    if not groups:
+        return
+    network = plan.build("meta", initialise=False)
+    carried = {tag for module in network.modules() for tag in (capability(module, "parameter_tags", kind="layer") or ())
+               if any(True for _ in module.parameters())}
+    for tag in groups:
+        if tag not in carried:
+            shown = ", ".join(sorted(carried)) or "none"
+            raise loaded.error(f"no parameter of the {role} carries the tag {tag!r} (tags its components set with "
+                               f"parameter_tags: {shown})", join_path("optimizers", role, "groups", tag))
 
 
 def _check_requirements(loaded: LoadedBlueprint, components: ResolvedComponents) -> None:
@@ -493,5 +515,7 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
             f"its head {head.component!r} declares {', '.join(map(repr, declared)) or 'no extras'} (use a head "
             "whose `outputs` include them)", "loss.type", across_keys=True,
         )
+    _check_groups(loaded, "generator", generator)
+    _check_groups(loaded, "discriminator", discriminator)
     assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator, components=components)
     return assembly
