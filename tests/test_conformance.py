@@ -70,7 +70,7 @@ def example_input(component: Component, device: str) -> tuple[torch.Tensor, dict
     return x, context
 
 
-ENTRY_SIZES = {"z_chunk": 5, "class_embedding": 6, "style": 8, "w": 8}
+ENTRY_SIZES = {"z_chunk": 5, "class_embedding": 6, "style": 8, "w": 8, "code": 7}
 """Conditioning entries a network component may consume in this test, by per-image size."""
 
 
@@ -204,8 +204,10 @@ def test_optimizer_component(component: Component):
 
 
 def test_example_plugin_components_are_covered():
-    names = {c.name for c in COMPONENTS}
-    assert {"coord_conv", "relativistic_hinge"} <= names
+    names = {f"{c.kind}.{c.name}" for c in COMPONENTS}
+    assert {"layer.coord_conv", "loss.relativistic_hinge", "head.feature_output", "loss.hinge_feature_matching",
+            "regularizer.image_mean", "controller.logit_tracker", "layer.instance_noise", "context.layer_codes",
+            "layer.film"} <= names
 
 
 def test_every_registered_kind_has_a_declared_contract():

@@ -5,6 +5,7 @@ timm is imported only when the layer is built, so importing ganforge stays cheap
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from ganforge.registry import register
 __all__ = ["TimmBackbone"]
 
 # Every remote weight source timm knows of is blanked, so only the local file can be read.
-_OFFLINE_ONLY = dict(url=None, hf_hub_id=None, hf_hub_filename=None, source=None, custom_load=False)
+_OFFLINE_ONLY = MappingProxyType(dict(url=None, hf_hub_id=None, hf_hub_filename=None, source=None, custom_load=False))
 
 
 @register("layer", "timm_backbone")

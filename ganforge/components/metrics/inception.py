@@ -21,6 +21,7 @@ than 299 pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -195,14 +196,13 @@ class InceptionFeatures(torch.nn.Module):
         return self.forward_with_logits(images)[0]
 
 
-_cache: dict[tuple[str, str], InceptionFeatures] = {}
-
-
 def load_inception(path: str | os.PathLike[str] | None = None,
                    device: torch.device | str = "cpu") -> InceptionFeatures:
     """The Inception feature extractor (see ``find_inception_weights``), loaded once per file and device."""
-    weights = find_inception_weights(path)
-    key = (str(weights), str(torch.device(device)))
-    if key not in _cache:
-        _cache[key] = InceptionFeatures(weights=weights, device=device)
-    return _cache[key]
+    return _loaded(str(find_inception_weights(path)), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(weights: str, device: str) -> InceptionFeatures:
+    """One network per (file, device): loading it takes seconds, and it never changes once loaded."""
+    return InceptionFeatures(weights=Path(weights), device=device)
