@@ -1,8 +1,7 @@
 """Every kind of component, declared once in ``KIND_TABLE``, and the checks that hold components to it.
 
-The engine calls components in fixed ways (``loss.generator_loss(fake_logits=...)``,
-``rule.apply(plan)``, ``reg(discriminator=..., real=..., fake=...)``, factories with keyword
-settings). A plugin that breaks one of these rules would otherwise pass ``inspect`` and crash
+The engine calls components in fixed ways (``loss.generator_loss(fake=..., labels=...)``,
+``rule.apply(plan)``, a regulariser with the needs it names, factories with keyword settings). A plugin that breaks one of these rules would otherwise pass ``inspect`` and crash
 deep inside ``train``; here it is refused up front with the rule it breaks, and reported like
 any other broken plugin.
 

@@ -31,6 +31,13 @@ from ganforge_example.noise import InstanceNoise, LogitTracker  # noqa: E402
 from ganforge_example.regularizers import ImageMeanPenalty  # noqa: E402
 
 
+def _out(logits: torch.Tensor) -> object:
+    """D's output as the engine hands it to a loss: a record with ``logit`` (ganforge.records.DiscriminatorOutput)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(logit=logits.reshape(-1))
+
+
 # -- CoordConv ----------------------------------------------------------------
 
 
@@ -130,11 +137,11 @@ FAKE = [1.0, -1.0]
 def test_relativistic_hinge_known_values():
     loss = RelativisticHinge()
     r, f = torch.tensor(REAL), torch.tensor(FAKE)
-    torch.testing.assert_close(loss.discriminator_loss(real_logits=r, fake_logits=f), torch.tensor(1.0))
-    torch.testing.assert_close(loss.generator_loss(fake_logits=f, real_logits=r), torch.tensor(4.0))
+    torch.testing.assert_close(loss.discriminator_loss(real=_out(r), fake=_out(f)), torch.tensor(1.0))
+    torch.testing.assert_close(loss.generator_loss(fake=_out(f), real=_out(r)), torch.tensor(4.0))
     # (B, 1) logits give the same numbers.
     torch.testing.assert_close(
-        loss.discriminator_loss(real_logits=r[:, None], fake_logits=f[:, None]), torch.tensor(1.0)
+        loss.discriminator_loss(real=_out(r[:, None]), fake=_out(f[:, None])), torch.tensor(1.0)
     )
 
 
@@ -142,7 +149,7 @@ def test_relativistic_hinge_margin():
     loss = RelativisticHinge(margin=0.5)
     r, f = torch.tensor(REAL), torch.tensor(FAKE)
     # D: relu(0.5 - [2, 0]) = [0, .5] -> .25; relu(0.5 + [0, -2]) = [.5, 0] -> .25
-    torch.testing.assert_close(loss.discriminator_loss(real_logits=r, fake_logits=f), torch.tensor(0.5))
+    torch.testing.assert_close(loss.discriminator_loss(real=_out(r), fake=_out(f)), torch.tensor(0.5))
     with pytest.raises(ValueError):
         RelativisticHinge(margin=-1.0)
 
@@ -151,14 +158,14 @@ def test_relativistic_hinge_gradients():
     loss = RelativisticHinge()
     r = torch.tensor(REAL, requires_grad=True)
     f = torch.tensor(FAKE, requires_grad=True)
-    loss.discriminator_loss(real_logits=r, fake_logits=f).backward()
+    loss.discriminator_loss(real=_out(r), fake=_out(f)).backward()
     # Hand-derived: d/dr = [0, -1/2] + (-1/4)*[1, 1]; d/df = [1/2, 0] + (1/4)*[1, 1].
     torch.testing.assert_close(r.grad, torch.tensor([-0.25, -0.75]))
     torch.testing.assert_close(f.grad, torch.tensor([0.75, 0.25]))
     assert (r.grad < 0).all() and (f.grad > 0).all()  # D pushes reals up, fakes down
 
     r.grad = f.grad = None
-    loss.generator_loss(fake_logits=f, real_logits=r).backward()
+    loss.generator_loss(fake=_out(f), real=_out(r)).backward()
     assert (f.grad < 0).all()  # G pushes fake logits up ...
     assert (r.grad > 0).all()  # ... and (relatively) real logits down
     torch.testing.assert_close(f.grad, torch.tensor([-1.0, -1.0]))
@@ -168,7 +175,7 @@ def test_relativistic_hinge_gradients():
 def test_relativistic_hinge_declares_generator_needs_real():
     assert RelativisticHinge.generator_needs_real is True
     with pytest.raises(TypeError):  # real logits are required for G, by keyword only
-        RelativisticHinge().generator_loss(fake_logits=torch.zeros(2))
+        RelativisticHinge().generator_loss(fake=_out(torch.zeros(2)))
     with pytest.raises(TypeError):
         RelativisticHinge().generator_loss(torch.zeros(2), torch.zeros(2))
 
@@ -181,10 +188,10 @@ logits = st.lists(st.floats(-10, 10, allow_nan=False, width=32), min_size=1, max
 def test_relativistic_hinge_is_symmetric_and_nonnegative(real, fake):
     loss = RelativisticHinge()
     r, f = torch.tensor(real), torch.tensor(fake)
-    d = loss.discriminator_loss(real_logits=r, fake_logits=f)
-    g = loss.generator_loss(fake_logits=f, real_logits=r)
+    d = loss.discriminator_loss(real=_out(r), fake=_out(f))
+    g = loss.generator_loss(fake=_out(f), real=_out(r))
     assert d >= 0 and g >= 0
-    torch.testing.assert_close(g, loss.discriminator_loss(real_logits=f, fake_logits=r))
+    torch.testing.assert_close(g, loss.discriminator_loss(real=_out(f), fake=_out(r)))
 
 
 # -- FeatureOutput and HingeFeatureMatching -------------------------------------

@@ -3,6 +3,8 @@ discriminator: a key element missing from standard GAN")."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.nn import functional as F
 
@@ -19,14 +21,10 @@ class RelativisticHinge:
     The generator loss is the discriminator loss with the roles of real and fake swapped,
     so, unlike non-relativistic losses, it depends on the real logits as well: the
     generator improves by making fakes look more real *relative to* the reals. That is why
-    ``generator_loss`` takes ``real_logits`` and why the class sets
-    ``generator_needs_real = True``: a trainer must also run the discriminator on a real
-    batch during the generator step and pass those logits in. Gradients through
-    ``real_logits`` only reach the discriminator, which the generator step does not
-    update; detach them before the call if you want to save the backward work.
-
-    Logits may have any shape (e.g. ``(B,)`` or ``(B, 1)``); means run over all elements,
-    and the real and fake batches may differ in size.
+    ``generator_loss`` takes ``real`` and why the class sets ``generator_needs_real = True``:
+    the engine also runs the discriminator on a real batch during the generator step and
+    passes its output in. ``real`` and ``fake`` are D's outputs (``logit`` of shape (B,));
+    means run over all elements, and the real and fake batches may differ in size.
 
     Settings:
         margin: the hinge margin ``m`` (1.0 in the paper).
@@ -40,12 +38,14 @@ class RelativisticHinge:
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin = float(margin)
 
-    def discriminator_loss(self, *, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_loss(self, *, real: Any, fake: Any) -> torch.Tensor:
+        real_logits, fake_logits = real.logit, fake.logit  # records.DiscriminatorOutput, read by field
         real_rel = real_logits - fake_logits.mean()
         fake_rel = fake_logits - real_logits.mean()
         return F.relu(self.margin - real_rel).mean() + F.relu(self.margin + fake_rel).mean()
 
-    def generator_loss(self, *, fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, *, fake: Any, real: Any) -> torch.Tensor:
+        real_logits, fake_logits = real.logit, fake.logit
         fake_rel = fake_logits - real_logits.mean()
         real_rel = real_logits - fake_logits.mean()
         return F.relu(self.margin - fake_rel).mean() + F.relu(self.margin + real_rel).mean()
