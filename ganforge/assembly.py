@@ -187,6 +187,7 @@ class ContextPlan:
     entries: dict[str, tuple[str, int]] = field(default_factory=dict)  # entry -> ("shared"|"per_layer", size)
     consumers: dict[str, int] = field(default_factory=dict)  # per-layer entry -> its consumers in the stack
     input_shape: Shape | None = None  # what the stack receives when a producer provides ``input``
+    reads: set[str] = field(default_factory=set)  # the pass inputs the producers read (z, mix_z, truncation_psi)
     _builders: list[tuple["Component", dict[str, Any], dict[str, Any]]] = field(default_factory=list, repr=False)
 
     @property
@@ -228,6 +229,7 @@ def plan_context(loaded: LoadedBlueprint, *, num_classes: int, registry: Registr
     resolved = [(join_path("generator", "context", i), *resolve_component(
         registry, item, kinds=["context"], path=join_path("generator", "context", i), loaded=loaded))
         for i, item in enumerate(spec.context)]
+    own_settings = [item.settings for item in spec.context]
     per_layer = [entry for _, component, _ in resolved
                  for entry, how in dict(getattr(component.obj, "provides", {}) or {}).items() if how == "per_layer"]
     stack = _stack_items("generator", spec) + [(join_path("generator", "attention", i), a)
@@ -243,8 +245,12 @@ def plan_context(loaded: LoadedBlueprint, *, num_classes: int, registry: Registr
     available: dict[str, Any] = {**draws}
     if num_classes > 0:
         available["labels"] = torch.zeros(2, dtype=torch.long, device="meta")
-    for path, component, settings in resolved:
+    for (path, component, settings), own in zip(resolved, own_settings):
         provides = dict(component.obj.provides)
+        for entry in component.entry_dims(plan.entries):
+            if f"{entry}_dim" in own:
+                raise loaded.error(f"{entry}_dim is the size of the {entry!r} context entry and is set by the "
+                                   "producers before this one; remove it", join_path(path, f"{entry}_dim"))
         context = {"latent_dim": spec.latent_dim, "num_classes": num_classes,
                    "consumers": {e: plan.consumers.get(e, 0) for e, how in provides.items() if how == "per_layer"},
                    **{f"{entry}_dim": size for entry, (_, size) in plan.entries.items()}}
@@ -252,6 +258,7 @@ def plan_context(loaded: LoadedBlueprint, *, num_classes: int, registry: Registr
             with torch.device("meta"), torch.no_grad():
                 module = component.build(settings, context)
                 wanted = keyword_inputs(module)
+                plan.reads.update(wanted)
                 out = module(**{name: available[name] for name in wanted if name in available})
         except Exception as err:  # the producer's own message says what is impossible
             raise loaded.error(f"{component.name!r} cannot be built here: {err}", path) from err
@@ -389,8 +396,14 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
     except Exception as err:  # the component's own message says what is impossible
         raise loaded.error(f"{component.name!r} cannot be built here (input {_fmt(shape)}): {err}", path) from err
     _check_module_requirements(loaded, component, module, path)
+    declared = tuple(capability(module, "outputs", kind="head"))
+    if declared and not isinstance(out, dict):
+        raise loaded.error(f"{component.name!r} declares the outputs {declared!r} but returned a "
+                           f"{type(out).__name__}; return {{'logit': ..., {', '.join(repr(d) + ': ...' for d in declared)}}}",
+                           path)
+    if isinstance(out, dict) and component.kind != "head":
+        raise loaded.error(f"{component.name!r} returned a dict; only a discriminator head returns named outputs", path)
     if isinstance(out, dict):
-        declared = tuple(capability(module, "outputs", kind="head"))
         if "logit" not in out or set(out) - {"logit"} != set(declared):
             raise loaded.error(f"{component.name!r} returned the outputs {sorted(out)}; a head returns 'logit' plus "
                                f"the extras it declares (outputs = {declared!r})", path)
@@ -426,9 +439,17 @@ def _check_groups(loaded: LoadedBlueprint, role: str, plan: NetworkPlan) -> None
     groups = getattr(loaded.blueprint.optimizers, role).groups
     if not groups:
         return
+    from .engine.parameter_groups import tagged_parameters
+
     network = plan.build("meta", initialise=False)
-    carried = {tag for module in network.modules() for tag in (capability(module, "parameter_tags", kind="layer") or ())
-               if any(True for _ in module.parameters())}
+    tagged = tagged_parameters(network)
+    carried = {tag for t in tagged for tag in t.tags}
+    for t in tagged:
+        both = [tag for tag in groups if tag in t.tags]
+        if len(both) > 1:
+            raise loaded.error(f"parameter {t.name} of the {role} carries the tags {' and '.join(map(repr, both))}, "
+                               "each with its own group; give settings to one of them",
+                               join_path("optimizers", role, "groups", both[1]))
     for tag in groups:
         if tag not in carried:
             shown = ", ".join(sorted(carried)) or "none"
@@ -515,7 +536,44 @@ def assemble(loaded: LoadedBlueprint, registry: Registry | None = None) -> Assem
             f"its head {head.component!r} declares {', '.join(map(repr, declared)) or 'no extras'} (use a head "
             "whose `outputs` include them)", "loss.type", across_keys=True,
         )
+    _check_generator_inputs(loaded, components, generator, discriminator)
     _check_groups(loaded, "generator", generator)
     _check_groups(loaded, "discriminator", discriminator)
     assembly = Assembly(loaded=loaded, generator=generator, discriminator=discriminator, components=components)
     return assembly
+
+
+def _check_generator_inputs(loaded: LoadedBlueprint, components: ResolvedComponents, generator: NetworkPlan,
+                            discriminator: NetworkPlan) -> None:
+    """Refuse what would fail or mislead silently: draws nothing reads, regulariser needs nothing provides,
+    a controller listed twice or required by no module."""
+    with torch.device("meta"):
+        draws = set(generator.latent.draw(2, generator=None, device="meta")) - {"z"}
+    unread = sorted(draws - (generator.context.reads if generator.context else set()))
+    if unread:
+        raise loaded.error(f"the latent draws {', '.join(unread)} but nothing in the generator reads "
+                           f"{'it' if len(unread) == 1 else 'them'} (style mixing needs a context producer such as "
+                           "style_mapping)", "generator.latent", across_keys=True)
+    entries = {"z", *(generator.context.entries if generator.context else ())}
+    for resolved in components.regularizers:
+        needed = tuple(capability(resolved.build(), "needs_context", kind="regularizer") or ())
+        missing = [entry for entry in needed if entry not in entries]
+        if missing:
+            raise loaded.error(f"{resolved.component.name!r} differentiates through the generator's "
+                               f"{', '.join(map(repr, missing))}, which no context producer provides "
+                               f"(the generator's entries: {', '.join(sorted(entries))})", resolved.path,
+                               across_keys=True)
+    controllers = [spec.component.name for spec in components.controllers]
+    if not controllers:
+        return
+    modules = [*generator.build("meta", initialise=False).modules(),
+               *discriminator.build("meta", initialise=False).modules()]
+    required = {name for m in modules for name in capability(m, "requires", kind="layer")}
+    for index, name in enumerate(controllers):
+        if name in controllers[:index]:
+            raise loaded.error(f"controller {name!r} is listed twice; one controls every module that requires it",
+                               join_path("controllers", index))
+        if f"controller:{name}" not in required:
+            raise loaded.error(f"no module of either network requires controller {name!r}, so it would control "
+                               "nothing (e.g. `ada` controls the `ada_augment` layer)", join_path("controllers", index),
+                               across_keys=True)

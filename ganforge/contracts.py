@@ -230,6 +230,9 @@ _LOSS_CAPABILITIES = _caps(
 _REGULARIZER_CAPABILITIES = _caps(
     Capability("network", "discriminator", "whose loss the penalty joins: 'discriminator' or 'generator'.",
                types=(str,)),
+    Capability("needs_context", (), "the generator's context entries the penalty differentiates through (path "
+               "length: ('style',)); assembly refuses a generator whose producers provide none of that name.",
+               types=(tuple,)),
     _REQUIRES, _FEEDBACK, *_STATE,
 )
 

@@ -300,13 +300,13 @@ def test_ada_controller_moves_p_from_ds_real_outputs_and_resumes_exactly(tmp_pat
           seed=None)
     train(str(SMALL), overrides=overrides, out=str(tmp_path / "split"), steps=2, resume=False, device="cpu",
           seed=None)
-    midway = checkpoint(tmp_path / "split", 2)["components"]["controllers[0]"]
+    midway = checkpoint(tmp_path / "split", 2)["components"][0]["controllers[0]"]
     assert midway["count"] == 8 and midway["p"] == 0.0  # an unfinished interval, carried by the checkpoint
     train(str(SMALL), overrides=overrides, out=str(tmp_path / "split"), steps=4, resume=True, device="cpu",
           seed=None)
     a, b = checkpoint(tmp_path / "straight", 4), checkpoint(tmp_path / "split", 4)
-    assert a["components"]["controllers[0]"] == b["components"]["controllers[0]"]
-    assert a["components"]["controllers[0]"]["p"] == pytest.approx(ada.p)
+    assert a["components"][0]["controllers[0]"] == b["components"][0]["controllers[0]"]
+    assert a["components"][0]["controllers[0]"]["p"] == pytest.approx(ada.p)
     for network in ("generator", "discriminator"):
         assert a[network].keys() == b[network].keys()
         assert all(torch.equal(a[network][k], b[network][k]) for k in a[network]), network
@@ -468,7 +468,7 @@ def test_path_length_with_mixing_trains_lazily_and_checkpoints_its_running_mean(
     for _ in range(3):
         steps(t, 1)
         t.checkpoint()
-        means.append(checkpoint(tmp_path, t.update.step)["components"]["regularizers[0]"]["pl_mean"])
+        means.append(checkpoint(tmp_path, t.update.step)["components"][0]["regularizers[0]"]["pl_mean"])
     assert calls == [0, 2]
     assert all(math.isfinite(m) for m in means)
     assert means[0] != 0.0 and means[1] == means[0] and means[2] != means[1]
@@ -484,7 +484,7 @@ def test_path_length_with_mixing_resumes_exactly(tmp_path, custom):
     train(str(STYLED), out=str(tmp_path / "split"), steps=2, resume=False, **common)
     train(str(STYLED), out=str(tmp_path / "split"), steps=4, resume=True, **common)
     a, b = checkpoint(tmp_path / "straight", 4), checkpoint(tmp_path / "split", 4)
-    assert a["components"] == b["components"] and a["components"]["regularizers[0]"]["pl_mean"] != 0.0
+    assert a["components"] == b["components"] and a["components"][0]["regularizers[0]"]["pl_mean"] != 0.0
     for network in ("generator", "discriminator"):
         assert all(torch.equal(a[network][k], b[network][k]) for k in a[network]), network
     assert not torch.equal(a["generator"]["producers.0.w_avg"], torch.zeros(16))

@@ -8,7 +8,6 @@ passes exactly those. Losses written for the earlier logits-only contract keep w
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import torch
@@ -22,18 +21,11 @@ if TYPE_CHECKING:
     from ..blueprint.validation import Resolved
 
 
-@lru_cache(maxsize=None)
-def _keywords(function: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+def wanted(function: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """The keywords ``function`` takes, and whether it takes any (``**kwargs``); read per call (microseconds)."""
     params = inspect.signature(function).parameters.values()
     return (frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY),
             any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
-
-
-def wanted(function: Callable[..., Any]) -> tuple[frozenset[str], bool]:
-    """The keywords ``function`` takes, and whether it takes any (``**kwargs``)."""
-    target = getattr(function, "__func__", function)  # bound methods: cache on the function
-    names, takes_any = _keywords(target)
-    return names, takes_any
 
 
 def call_with(function: Callable[..., Any], available: Mapping[str, Any]) -> Any:
@@ -129,3 +121,10 @@ def attach_controllers(controllers: Mapping[str, Any], resolved: Iterable["Resol
         key = f"controller:{spec.component.name}"
         mine = [m for m in modules if key in capability(m, "requires", kind="layer")]
         controllers[spec.path].attach(modules=mine)
+
+
+def component_of(component: Any) -> Any:
+    """The blueprint's component itself, under the engine's call wrappers (for messages)."""
+    while isinstance(component, (CalledLoss, LegacyLoss)):
+        component = component.inner
+    return component

@@ -222,7 +222,8 @@ class CheckpointRecord:
     best_fid: float | None = None
     blueprint_file: str | None = None
     fid: float | None = None
-    components: dict[str, Any] | None = None  # stateful components' state_dict() by blueprint key (ADA's p)
+    # stateful components' state_dict() by blueprint key (ADA's p), one mapping per process like ``rng``
+    components: list[dict[str, Any]] | None = None
     format: int = FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
 

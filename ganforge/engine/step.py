@@ -238,11 +238,13 @@ class GANUpdate:
     def _generate_with_context(self, n: int) -> GeneratorPass:
         """A fresh generator pass of ``n`` images that keeps its context (styles) for a regulariser.
 
-        It runs the plain view: its gradients join the update's one backward pass, so under DDP each
-        parameter's gradient (both passes summed) is all-reduced once, by the update view's hooks.
+        It runs the network itself, as D's regularisers do: not compiled (a compiled graph neither
+        returns the context it differentiated through nor supports double backward) and outside DDP
+        (its gradients join the update's one backward pass, so each parameter's gradient, both
+        passes summed, is all-reduced once by the update view's hooks).
         """
         z, labels, draws = self.draw(n)
-        images, context = self.g.plain(z, labels, return_context=True, **draws)
+        images, context = self.generator(z, labels, return_context=True, **draws)
         return GeneratorPass(images=images, context=context, labels=labels)
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:

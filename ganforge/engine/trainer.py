@@ -18,6 +18,7 @@ import torch
 from ..contracts import capability
 from ..errors import GanforgeError
 from .checkpoints import CheckpointRecord, list_checkpoints, write_best, write_checkpoint
+from .calls import component_of
 from .distributed import Placement
 from .resume import resume_newest
 from .run_log import RunLog
@@ -195,9 +196,15 @@ class Trainer:
         """This process's random streams (``seeding.capture_rng``)."""
         return capture_rng(self.update.noise, self.runtime.device if self.runtime.cuda else None)
 
-    def state(self, rng_by_rank: list[dict[str, Any]] | None = None) -> CheckpointRecord:
-        """Everything a resumed run needs; ``rng_by_rank`` holds every process's random state."""
+    def _component_state(self) -> dict[str, Any]:
+        """This process's stateful components (``state_dict()`` by blueprint key)."""
+        return {path: c.state_dict() for path, c in self.update.stateful_components().items()}
+
+    def state(self, rng_by_rank: list[dict[str, Any]] | None = None,
+              components_by_rank: list[dict[str, Any]] | None = None) -> CheckpointRecord:
+        """Everything a resumed run needs; ``*_by_rank`` hold every process's random and component state."""
         update = self.update
+        components = components_by_rank if components_by_rank is not None else [self._component_state()]
         return CheckpointRecord(
             step=update.step,
             generator=update.generator.state_dict(),
@@ -212,15 +219,33 @@ class Trainer:
             blueprint=self.loaded.document,
             blueprint_file=self.loaded.file,
             extra={"target_steps": self.options.steps},  # what --resume without --steps trains to
-            components={path: c.state_dict() for path, c in update.stateful_components().items()} or None,
+            components=components if any(components) else None,  # one entry per process, like ``rng``
         )
 
     def checkpoint(self) -> None:
         """Called on every rank at the same step: each rank's random state goes into the file."""
         rng_by_rank = self.runtime.gather(self._rng_state())
+        components_by_rank = self.runtime.gather(self._component_state())
         if self.placement.is_main:
-            write_checkpoint(self.run_dir.checkpoints, self.state(rng_by_rank),
+            write_checkpoint(self.run_dir.checkpoints, self.state(rng_by_rank, components_by_rank),
                              keep=self.train.keep_checkpoints)
+
+    def _load_component_state(self, path: Path, saved: list[dict[str, Any]] | None) -> None:
+        """Each process takes its own rank's component state (rank 0's, reported, when the world size changed)."""
+        stateful = self.update.stateful_components()
+        if not stateful:
+            return
+        by_rank = saved or []
+        rank = self.placement.rank
+        if len(by_rank) != self.placement.world_size and by_rank:
+            self.report(f"{path} holds component state of {len(by_rank)} process(es), this run has "
+                        f"{self.placement.world_size}: every process starts from the first one's")
+        mine = by_rank[rank] if len(by_rank) == self.placement.world_size else (by_rank[0] if by_rank else {})
+        for key, component in stateful.items():
+            if key not in mine:
+                raise GanforgeError(f"{path} holds no state for {key} ({type(component_of(component)).__name__}); "
+                                    "it was written by a run without it, so it cannot resume this blueprint exactly")
+            component.load_state_dict(mine[key])
 
     def load_state(self, path: Path, state: CheckpointRecord) -> int:
         """Put a checkpoint (``path``, as ``state()`` built it) back into this run; returns its step."""
@@ -244,12 +269,7 @@ class Trainer:
                          cuda_device=self.runtime.device if self.runtime.cuda else None, source=path,
                          report=self.report)
         update.stream.restore(state.data)
-        for key, component in update.stateful_components().items():
-            saved = (state.components or {}).get(key)
-            if saved is None:
-                raise GanforgeError(f"{path} holds no state for {key} ({type(component).__name__}); it was "
-                                    "written by a run without it, so it cannot resume this blueprint exactly")
-            component.load_state_dict(saved)
+        self._load_component_state(path, state.components)
         update.images_seen = state.images_seen
         self.best_fid = state.best_fid
         return update.step

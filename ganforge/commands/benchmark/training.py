@@ -168,10 +168,10 @@ def measure_all(blueprint: str | Path | LoadedBlueprint, *, overrides: list[str]
                 for _ in range(steps):
                     clock.mark()
                     update.begin_step()
-                    update.d_update()
+                    d_loss = update.d_update()
                     clock.mark()
-                    update.g_update()
-                    update.end_step()
+                    g_loss = update.g_update()
+                    update.end_step({"discriminator": d_loss, "generator": g_loss})
                 clock.mark()
                 _sync(dev)
                 images = steps * trainer.train.batch_size * trainer.update.plan.d_steps

@@ -48,6 +48,11 @@ class PathLength:
         self.context = context
         self.pl_mean = torch.zeros([])  # 0-d fp32, moved to the training device on first use
 
+    @property
+    def needs_context(self) -> tuple[str, ...]:
+        """The entry it differentiates through: assembly refuses a generator that provides none."""
+        return (self.context,)
+
     def __call__(self, *, fake: torch.Tensor, generate: Callable[[int], GeneratorPass],
                  rng: torch.Generator) -> torch.Tensor:
         generated = generate(max(1, fake.shape[0] // self.batch_shrink))

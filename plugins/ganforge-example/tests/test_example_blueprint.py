@@ -108,8 +108,8 @@ def test_trains_and_resumes_exactly(ganforge_cli, tmp_path):
         assert straight[network].keys() == split[network].keys()
         different = [k for k in straight[network] if not torch.equal(straight[network][k], split[network][k])]
         assert not different, different[:5]
-    tracker = straight["components"]["controllers[0]"]
-    assert tracker == split["components"]["controllers[0]"] and tracker["observed"] == 2
+    tracker = straight["components"][0]["controllers[0]"]
+    assert tracker == split["components"][0]["controllers[0]"] and tracker["observed"] == 2
     # The controller wrote its mean into the layer that requires it (D's first layer), a buffer in D's weights.
     assert straight["discriminator"]["layers.0.tracked_logit"].item() == pytest.approx(tracker["published"])
     assert tracker["published"] != 0.0
