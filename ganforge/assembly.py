@@ -20,6 +20,7 @@ from .blueprint.schema import NetworkSpec
 from .blueprint.validation import LoadedBlueprint, ResolvedComponents, resolve_component, resolve_components
 from .contracts import KIND_TABLE, capability, is_attention
 from .errors import join_path
+from .records import TaggedParameter
 from .registry import NETWORK_KINDS, Registry, default_registry
 
 if TYPE_CHECKING:
@@ -171,6 +172,18 @@ def frozen_normalisation(module: nn.Module) -> contextlib.AbstractContextManager
 
 def takes_labels(module: nn.Module) -> bool:
     return "labels" in inspect.signature(module.forward).parameters
+
+
+def tagged_parameters(network: nn.Module) -> tuple[TaggedParameter, ...]:
+    """Every parameter of ``network`` with its dotted name and the tags of the modules holding it."""
+    tags: dict[int, set[str]] = {}
+    for module in network.modules():
+        declared = capability(module, "parameter_tags", kind="layer")
+        if declared:
+            for parameter in module.parameters():
+                tags.setdefault(id(parameter), set()).update(declared)
+    return tuple(TaggedParameter(name, parameter, frozenset(tags.get(id(parameter), ())))
+                 for name, parameter in network.named_parameters())
 
 
 def keyword_inputs(module: nn.Module) -> tuple[str, ...]:
@@ -439,8 +452,6 @@ def _check_groups(loaded: LoadedBlueprint, role: str, plan: NetworkPlan) -> None
     groups = getattr(loaded.blueprint.optimizers, role).groups
     if not groups:
         return
-    from .engine.parameter_groups import tagged_parameters
-
     network = plan.build("meta", initialise=False)
     tagged = tagged_parameters(network)
     carried = {tag for t in tagged for tag in t.tags}

@@ -19,7 +19,7 @@ import torch
 from ganforge.blueprint.validation import Resolved
 from ganforge.contracts import KIND_TABLE, NETWORK_KINDS, REGULARIZER_NEEDS, capability, check_contract, check_instance
 from ganforge.engine.calls import Lazy, adapt_loss, call_with
-from ganforge.engine.parameter_groups import tagged_parameters
+from ganforge.assembly import tagged_parameters
 from ganforge.records import DiscriminatorOutput, GeneratorPass, LabelPair
 from ganforge.plugins import PluginIndex
 from ganforge.registry import Component, Registry, default_registry

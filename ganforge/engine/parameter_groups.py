@@ -11,23 +11,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from torch import nn
 
-from ..contracts import capability
+from ..assembly import tagged_parameters
 from ..records import TaggedParameter
 
 if TYPE_CHECKING:
     from ..blueprint.schema import GroupSpec
-
-
-def tagged_parameters(network: nn.Module) -> tuple[TaggedParameter, ...]:
-    """Every parameter of ``network`` with its dotted name and the tags of the modules holding it."""
-    tags: dict[int, set[str]] = {}
-    for module in network.modules():
-        declared = capability(module, "parameter_tags", kind="layer")
-        if declared:
-            for parameter in module.parameters():
-                tags.setdefault(id(parameter), set()).update(declared)
-    return tuple(TaggedParameter(name, parameter, frozenset(tags.get(id(parameter), ())))
-                 for name, parameter in network.named_parameters())
 
 
 def parameter_groups(network: nn.Module, groups: Mapping[str, "GroupSpec"]) -> Iterable[Any]:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from ..assembly import Network
+from ..assembly import Network, tagged_parameters
 from ..components.layers.spectral_norm import buffers_outside_spectral_norm, refresh_spectral_norm
 from ..contracts import batch_statistics, capability
 from ..records import DiscriminatorOutput, GeneratorPass, LabelPair
 from .calls import Lazy, ScheduledRegularizer, adapt_loss, attach_controllers, call_with
-from .parameter_groups import apply_multipliers, parameter_groups, tagged_parameters
+from .parameter_groups import apply_multipliers, parameter_groups
 from ..memory_estimate import check_training
 from .data_stream import DataStream
 from .planning import TrainingPlan
