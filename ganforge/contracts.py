@@ -369,7 +369,7 @@ def _keyword_only(cls: type, name: str, kind: str, required: tuple[str, ...],
 
 REGULARIZER_NEEDS: dict[str, frozenset[str]] = {
     "discriminator": frozenset({"step", "labels", "parameters", "rng", "discriminator", "discriminator_outputs",
-                                "real", "fake"}),
+                                "real", "fake", "real_outputs", "fake_outputs"}),
     "generator": frozenset({"step", "labels", "parameters", "rng", "fake", "generate"}),
 }
 """What a regulariser's ``__call__`` may ask for, by its network (see ``Regularizer`` and the README)."""

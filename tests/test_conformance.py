@@ -161,8 +161,10 @@ def test_regularizer_component(component: Component):
     available = {"step": 0, "labels": labels, "rng": torch.Generator().manual_seed(0),
                  "parameters": Lazy(lambda: tagged_parameters(d if network == "discriminator" else g))}
     if network == "discriminator":
+        real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
         available.update(discriminator=d, discriminator_outputs=lambda x: DiscriminatorOutput.of(d(x)),
-                         real=torch.randn(4, 3, 2, 2), fake=torch.randn(4, 3, 2, 2))
+                         real=real, fake=fake, real_outputs=DiscriminatorOutput.of(d(real)),
+                         fake_outputs=DiscriminatorOutput.of(d(fake)))
     else:
         available.update(fake=generate(4).images, generate=generate)
     assert set(available) == REGULARIZER_NEEDS[network]  # the test offers exactly what the engine does

@@ -186,6 +186,7 @@ class GANUpdate:
                 return DiscriminatorOutput.of(self.discriminator(x, y)).float()
 
             available = {"step": self.step, "labels": pair, "rng": self.noise, "real": real, "fake": fake,
+                         "real_outputs": real_out, "fake_outputs": fake_out,  # this micro-batch's, with gradients
                          "discriminator": lambda x: outputs(x).logit, "discriminator_outputs": outputs,
                          "parameters": Lazy(lambda: tagged_parameters(self.discriminator))}
             for regularizer in due:
