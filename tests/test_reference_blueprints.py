@@ -109,6 +109,26 @@ def test_cifar10_follows_studiogan_training():
     assert (bp.train.batch_size, bp.train.steps, bp.data.settings["flip"]) == (64, 100_000, True)
 
 
+def test_cifar10_discriminator_is_studiogans_with_its_activated_shortcut():
+    """StudioGAN's SAGAN networks built from its code (947b35e, src/configs/CIFAR10/SAGAN.yaml) count
+    G 4,386,308 and D 1,075,586 parameters; its D block's in-place ReLU feeds the shortcut ReLU(x)."""
+    assembly, _ = resolved("sagan_cifar10.yaml")
+    assert (assembly.generator.params, assembly.discriminator.params) == (4_386_308, 1_075_586)
+    blocks = [layer for layer in assembly.discriminator.layers if layer.kind == "block"]
+    assert [layer.component for layer in blocks] == ["studiogan_down_resblock"] * 4
+    assert all(layer.settings["batch_norm"] is False and layer.settings["activated_shortcut"] is None
+               for layer in blocks)  # None: activated exactly when there is no batch norm, as StudioGAN
+    block = next(m for m in assembly.discriminator.build("cpu").layers
+                 if getattr(m, "learnable_shortcut", False) and not getattr(m, "optimized", True))
+    seen = []
+    handle = block.shortcut_bn.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    x = torch.randn(2, 128, 16, 16)
+    with torch.no_grad():
+        block(x)
+    handle.remove()
+    assert torch.equal(seen[0], F.avg_pool2d(x.relu(), 2)) or torch.equal(seen[0], x.relu())
+
+
 def test_dcgan_has_no_flip_and_trains_in_fp32():
     assembly, plan = resolved("dcgan_baseline.yaml")
     bp = assembly.loaded.blueprint
