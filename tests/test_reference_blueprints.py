@@ -29,7 +29,8 @@ REFERENCE = ["dcgan_baseline.yaml", "sagan_cifar10.yaml", "sagan_faces128.yaml",
              "sngan_projection_imagenet128.yaml", "sngan_cifar10.yaml", "wgan_gp_cifar10.yaml",
              "biggan_imagenet128.yaml", "biggan_cifar10.yaml", "lsgan_cifar10.yaml", "acgan_cifar10.yaml",
              "contragan_cifar10.yaml", "stylegan2_cifar10.yaml", "stylegan2_ada_cifar10.yaml",
-             "stylegan2_paper256.yaml"]
+             "stylegan2_paper256.yaml", "diffaugment_biggan_cifar10.yaml", "lecam_biggan_cifar10.yaml",
+             "lecam_diffaugment_biggan_cifar10.yaml"]
 SOURCE = re.compile(r"github [\w.-]+/[\w.-]+|arXiv \d{4}\.\d{4,5}")
 NUMBERS = re.compile(r"(IS|FID|Inception score|accuracy)[^\n]{0,40}\d+\.\d+|\d+\.\d+[^\n]{0,12}(IS|FID|accuracy)"
                      r"|no FID or IS")
