@@ -49,6 +49,9 @@ class LayerInfo:
     setting_keys: dict[str, str] = field(default_factory=dict, repr=False)
     # conditioning entries it receives: entry -> its slot among a per-layer entry's consumers (None: shared)
     context: dict[str, int | None] = field(default_factory=dict)
+    # streams it carries (``carries``: StyleGAN2's skip image), and the shapes it leaves them in
+    carries: tuple[str, ...] = ()
+    streams: dict[str, Shape] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +99,8 @@ class NetworkPlan:
             producers = self.context.build() if self.context else []
         network = Network(modules, input_shape=self.input_shape, output_shape=self.output_shape,
                           names=[layer.component for layer in self.layers], producers=producers,
-                          routes=[layer.context for layer in self.layers])
+                          routes=[layer.context for layer in self.layers],
+                          carries=[layer.carries for layer in self.layers])
         if self.latent is not None:  # sampling draws z as training did (not a module: no weights, no state)
             network.latent = self.latent
         if initialise and self.init is not None and torch.device(device).type != "meta":
@@ -116,7 +120,8 @@ class Network(nn.Module):
 
     def __init__(self, layers: list[nn.Module], *, input_shape: Shape, output_shape: Shape,
                  names: list[str], producers: list[nn.Module] | None = None,
-                 routes: list[dict[str, int | None]] | None = None) -> None:
+                 routes: list[dict[str, int | None]] | None = None,
+                 carries: list[tuple[str, ...]] | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.input_shape = tuple(input_shape)
@@ -127,7 +132,8 @@ class Network(nn.Module):
             self.producers = nn.ModuleList(producers)
         self._producer_inputs = [keyword_inputs(p) for p in producers or []]
         self._routes = [dict(route) for route in routes] if routes else [{} for _ in layers]
-        self._plain = not producers and not any(self._routes)
+        self._carries = [tuple(c) for c in carries] if carries else [() for _ in layers]
+        self._plain = not producers and not any(self._routes) and not any(self._carries)
 
     def frozen_normalisation(self) -> contextlib.AbstractContextManager:
         """A context in which passes leave weight normalisation's state alone (spectral-norm ``u``/``v``).
@@ -155,9 +161,14 @@ class Network(nn.Module):
         for producer, wanted in zip(getattr(self, "producers", ()), self._producer_inputs):
             entries.update(producer(**{name: entries[name] for name in wanted if name in entries}))
         x = entries.get("input", x)
-        for layer, wants_labels, route in zip(self.layers, self._takes_labels, self._routes):
+        streams: dict[str, Any] = {}  # carried from component to component (a skip architecture's image)
+        for layer, wants_labels, route, carried in zip(self.layers, self._takes_labels, self._routes, self._carries):
             given = {name: entries[name] if slot is None else entries[name][:, slot] for name, slot in route.items()}
+            given.update({name: streams.get(name) for name in carried})
             x = layer(x, labels, **given) if wants_labels else layer(x, **given)
+            if carried and isinstance(x, dict):
+                streams.update({name: x[name] for name in carried})
+                x = x["x"]
         if return_context:
             return x, {k: v for k, v in entries.items() if k != "labels" and isinstance(v, torch.Tensor)}
         return x
@@ -308,6 +319,7 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
     items = _stack_items(role, spec)
     entries = entries or {}
     slots: dict[str, int] = {}  # per-layer entry -> consumers seen so far
+    streams: dict[str, Shape] = {}  # carried stream -> its shape so far (absent: not started yet)
 
     pending_attention = sorted(enumerate(spec.attention), key=lambda pair: pair[1].resolution)
     placed: set[int] = set()
@@ -334,9 +346,16 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
                 slots[entry] = route[entry] + 1
             else:
                 route[entry] = None
-        out_shape, params, wants_labels, param_bytes, buffer_bytes, attention = _probe(
+        carried = tuple(capability(component.obj, "carries", kind="layer") or ())
+        clash = [name for name in carried if name in entries]
+        if clash:
+            raise loaded.error(f"{component.name!r} carries a stream named {clash[0]!r}, which is also a context "
+                               "entry; give the stream another name", path)
+        out_shape, params, wants_labels, param_bytes, buffer_bytes, attention, left = _probe(
             component, settings, context, shape, num_classes, loaded, path,
-            given={entry: entries[entry][1] for entry in route})
+            given={entry: entries[entry][1] for entry in route},
+            streams={name: streams.get(name) for name in carried})
+        streams.update(left)
         plan._builders.append((component, settings, context))
         own = item.settings if isinstance(item.settings, dict) else {}
         setting_keys = {key: (join_path(path, key) if key in own or key not in spec.defaults
@@ -345,7 +364,7 @@ def plan_stack(loaded: LoadedBlueprint, role: str, spec: NetworkSpec, *, input_s
                                      path=path, input_shape=shape, output_shape=out_shape, params=params,
                                      settings=settings, takes_labels=wants_labels, param_bytes=param_bytes,
                                      buffer_bytes=buffer_bytes, setting_keys=setting_keys, attention=attention,
-                                     context=route))
+                                     context=route, carries=carried, streams=left))
         shape = out_shape
 
     for path, item in items:
@@ -393,22 +412,33 @@ def _context_for(component: "Component", shape: Shape, num_classes: int, loaded:
 
 
 def _probe(component: "Component", settings: dict[str, Any], context: dict[str, Any], shape: Shape,
-           num_classes: int, loaded: LoadedBlueprint, path: str,
-           given: dict[str, int] | None = None) -> tuple[Shape, int, bool, int, int, bool]:
+           num_classes: int, loaded: LoadedBlueprint, path: str, given: dict[str, int] | None = None,
+           streams: dict[str, Shape | None] | None = None,
+           ) -> tuple[Shape, int, bool, int, int, bool, dict[str, Shape]]:
     """Build on the meta device and run one forward: output shape, parameter count and bytes, whether
-    it holds attention; no weights. ``given``: the context entries it receives, by size."""
+    it holds attention, the shapes it leaves its carried streams in; no weights. ``given``: the
+    context entries it receives, by size; ``streams``: the carried streams' shapes (None: not started)."""
     try:
         with torch.device("meta"):
             module = component.build(settings, context)
             wants_labels = takes_labels(module)
             x = torch.empty(2, *shape)
             labels = torch.zeros(2, dtype=torch.long) if num_classes > 0 else None
-            extra = {entry: torch.empty(2, size) for entry, size in (given or {}).items()}
+            extra: dict[str, Any] = {entry: torch.empty(2, size) for entry, size in (given or {}).items()}
+            extra.update({name: None if s is None else torch.empty(2, *s) for name, s in (streams or {}).items()})
             with torch.no_grad():
                 out = module(x, labels, **extra) if wants_labels else module(x, **extra)
     except Exception as err:  # the component's own message says what is impossible
         raise loaded.error(f"{component.name!r} cannot be built here (input {_fmt(shape)}): {err}", path) from err
     _check_module_requirements(loaded, component, module, path)
+    left: dict[str, Shape] = {}
+    if streams and isinstance(out, dict):  # a component carrying streams returns {"x": ..., stream: ...}
+        if "x" not in out or set(out) != {"x", *streams}:
+            raise loaded.error(f"{component.name!r} carries {', '.join(map(repr, streams))} and returned the keys "
+                               f"{sorted(out)}; return {{'x': ..., {', '.join(repr(s) + ': ...' for s in streams)}}} "
+                               "(or, as the stack's last component, the output tensor)", path)
+        left = {name: tuple(out[name].shape[1:]) for name in streams}
+        out = out["x"]
     declared = tuple(capability(module, "outputs", kind="head"))
     if declared and not isinstance(out, dict):
         raise loaded.error(f"{component.name!r} declares the outputs {declared!r} but returned a "
@@ -427,7 +457,7 @@ def _probe(component: "Component", settings: dict[str, Any], context: dict[str, 
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
     attention = any(is_attention(sub) for sub in module.modules())
-    return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes, attention
+    return tuple(out.shape[1:]), params, wants_labels, param_bytes, buffer_bytes, attention, left
 
 
 def _declared_outputs(registry: Registry, loaded: LoadedBlueprint) -> tuple[str, ...]:

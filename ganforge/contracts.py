@@ -214,6 +214,10 @@ _NETWORK_CAPABILITIES = _caps(
                "(offering reset_running_stats() and momentum): standing statistics recompute them, the "
                "batch-dependence check counts it, SyncBN converts it. None: decided by class (torch's batch norms).",
                types=(bool, type(None))),
+    Capability("carries", (), "streams the component carries on beside x (StyleGAN2's skip image): it takes each "
+               "as a keyword (None for the first carrier) and returns {'x': ..., name: ...}; the stack's last "
+               "component may return its output tensor instead. Read from the class before building.",
+               types=(tuple,)),
     _PARAMETER_TAGS, _REQUIRES, _FEEDBACK,
 )
 

@@ -75,12 +75,17 @@ ENTRY_SIZES = {"z_chunk": 5, "class_embedding": 6, "style": 8, "w": 8, "code": 7
 
 
 def entry_inputs(component: Component, device: str) -> dict:
+    """The entries it consumes, and None for each stream it carries (a carrier must start a stream)."""
     with torch.device(device):
-        return {entry: torch.randn(4, ENTRY_SIZES[entry]) for entry in component.entry_dims(ENTRY_SIZES)}
+        given = {entry: torch.randn(4, ENTRY_SIZES[entry]) for entry in component.entry_dims(ENTRY_SIZES)}
+    return {**given, **{name: None for name in capability(component.obj, "carries", kind="layer")}}
 
 
 def logit_of(out):
-    """A head's output as the engine reads it (a record for heads with extras), and the tensor to check."""
+    """A head's output as the engine reads it (a record for heads with extras), and the tensor to check;
+    a carrier's {"x": ..., stream: ...} gives x, its streams summed into the record's place."""
+    if isinstance(out, dict) and "x" in out:
+        return out["x"], DiscriminatorOutput(logit=out["x"], extras={k: v for k, v in out.items() if k != "x"})
     record = DiscriminatorOutput.of(out) if isinstance(out, dict) else None
     return (record.logit if record is not None else out), record
 
@@ -111,8 +116,9 @@ def test_network_component_builds_runs_and_matches_inferred_shape(component: Com
     out, record = logit_of(module(x, labels, **extra) if takes_labels(module) else module(x, **extra))
     assert out.shape == inferred
     assert torch.isfinite(out).all()
-    if record is not None:  # a head with extras returns exactly what it declares
-        assert set(record.extras) == set(capability(module, "outputs", kind="head"))
+    if record is not None:  # a head with extras (or a carrier with its streams) returns exactly what it declares
+        declared = capability(module, "outputs", kind="head") or capability(module, "carries", kind="layer")
+        assert set(record.extras) == set(declared)
         out = out.sum() + sum(v.float().sum() for v in record.extras.values())
     out.float().square().mean().backward()
     grads = [p.grad for p in module.parameters() if p.requires_grad]

@@ -42,7 +42,8 @@ def _network(net: NetworkPlan) -> dict[str, Any]:
         "layers": [
             {"index": layer.index, "component": layer.component, "path": layer.path,
              "output_shape": list(layer.output_shape), "params": layer.params,
-             "takes_labels": layer.takes_labels, "context": dict(layer.context)}
+             "takes_labels": layer.takes_labels, "context": dict(layer.context),
+             "streams": {name: list(shape) for name, shape in layer.streams.items()}}
             for layer in net.layers
         ],
         "context": [] if net.context is None else [
@@ -76,8 +77,10 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"  {'#':>3}  {'component':<22} {'output':>14} {'params':>13}")
         for layer in net["layers"]:
             given = ", ".join(entry if slot is None else f"{entry}[{slot}]" for entry, slot in layer["context"].items())
+            carried = ", ".join(f"{name} {_shape(shape)}" for name, shape in layer.get("streams", {}).items())
             lines.append(f"  {layer['index']:>3}  {layer['component']:<22} {_shape(layer['output_shape']):>14} "
-                         f"{layer['params']:>13,}" + (f"  ← {given}" if given else ""))
+                         f"{layer['params']:>13,}" + (f"  ← {given}" if given else "")
+                         + (f"  (carries {carried})" if carried else ""))
         lines.append(f"  {'':>3}  {'total':<22} {'':>14} {net['params']:>13,}")
         for att in net["attention"]:
             lines.append(f"  attention: layer {att['index']} at {att['resolution']}×{att['resolution']}, "
