@@ -4,10 +4,11 @@ Reference parameter totals were counted by building the reference's own ``Genera
 ``Discriminator`` (``training/networks.py``) on the CPU, outside this repository, with the settings
 ``train.py`` gives each configuration: z_dim = w_dim = 512, c_dim 0, channel_base fmaps·32768,
 channel_max 512, num_fp16_res 4, conv_clamp 256, mapping layers ``map``, mbstd group ``mbstd``
-(train.py:154-198). ``num_fp16_res`` and ``conv_clamp`` change no parameter. The 'skip'
-generator (the reference's default, networks.py:337) cannot be built from ganforge's stack
-components (see the blueprints' headers), so ganforge's G is compared with the reference G built
-with ``synthesis_kwargs.architecture = 'orig'``; the 'skip' totals are recorded beside it.
+(train.py:154-198). ``num_fp16_res`` and ``conv_clamp`` change no parameter. The generator is the
+reference's default synthesis architecture 'skip' (networks.py:337): a ToRGB after every block, its
+image carried beside the features (``stylegan2_torgb_skip``, ``stylegan2_skip_output``) and the ws laid
+out as the reference's (``stylegan2_mapping``). The same build with architecture 'orig' (one ToRGB)
+gives G 19,154,954 (cifar) and 23,512,528 (paper256), recorded for comparison.
 
 Equalised learning rate is a run-time scale in both codes (weights stored N(0, 1), multiplied by
 1/sqrt(fan_in) in the forward pass), so parameter shapes, and counts, are the reference's. The FIR
@@ -15,14 +16,15 @@ filters are buffers there and here, not parameters.
 
 Forward equivalence, checked once outside the repository by copying the reference's weights into
 ganforge's networks (eval mode, noise_mode 'const', batch 4, fp32 on CPU, random biases, noise
-strengths and w_avg so that every parameter matters): ``cifar`` G max |Δ| 3.3e-6 against the
-reference's non-fused modulated conv and 5.7e-6 against its default eval path (fused, grouped
-conv), images of magnitude up to 3.1; with truncation ψ 0.7 3.3e-6; D max |Δ| 1.6e-7 (random
-images) and 9.8e-7 (generated ones); path lengths (loss.py:81-84, gradients w.r.t. the styles)
-6e-8. ``paper256``: G 1.1e-5 (1.2e-5 fused; images up to 5.4), D 1.8e-7 and 9.5e-7 (logits up to
-1.0); path lengths 4.7e-5, where the reference's own fused and non-fused paths differ by 3.4e-5.
-Class-conditional (c_dim 10, ``cifar``): G 4.3e-6, D 6.0e-7 (random images) and 1.5e-6.
-"""
+strengths and w_avg so that every parameter matters): ``cifar`` G max |Δ| 4.4e-6 against the
+reference's non-fused modulated conv and 6.3e-6 against its default eval path (fused, grouped
+conv), images of magnitude up to 5.6; with truncation ψ 0.7 4.9e-6; with style mixing at every
+cutoff 1..7 5.7e-6; D max |Δ| 1.2e-7 (random images) and 6.6e-7 (generated ones); path lengths
+(loss.py:81-84, gradients w.r.t. ws) equal (0.0), the ws gradients 1.6e-7. Class-conditional (c_dim
+10, ``cifar``): G 5.5e-6, D 4.5e-7 and 1.4e-6; path lengths 5.8e-5, which is the reference's own fp32
+error (its fp32 against an fp64 run: 5.8e-5; ganforge's: 5.9e-8). ``paper256``: G 2.3e-5
+(2.5e-5 fused; 2.4e-5 mixing at every cutoff 1..13; images up to 7.1), D 3.0e-7 and 1.6e-6; path
+lengths 1.9e-4, again the reference's fp32 error (its fp32 against fp64 1.9e-4, ganforge's 1.1e-5)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,13 @@ from ganforge.components.blocks.stylegan2 import (
     StyleGAN2Layer,
     modulated_up_conv2d,
 )
+from ganforge.components.blocks.stylegan2_skip import (
+    StyleGAN2Mapping,
+    StyleGAN2SkipOutput,
+    StyleGAN2ToRGB,
+    rgb_slots,
+    upsample2d,
+)
 from ganforge.components.layers.fir import down_conv2d, fir_kernel, up_conv_transpose2d
 from ganforge.components.layers.minibatch_stddev import MinibatchStdDev
 from ganforge.engine.planning import plan_training
@@ -50,11 +59,11 @@ from ganforge.registry import default_registry
 
 CIFAR, ADA, PAPER256 = "stylegan2_cifar10.yaml", "stylegan2_ada_cifar10.yaml", "stylegan2_paper256.yaml"
 
-# name: (reference G with architecture 'orig', reference G 'skip' (the config's), reference D)
+# name: (reference G 'skip' (the config's), reference D, reference G with architecture 'orig')
 REFERENCE_PARAMS = {
-    CIFAR: (19_154_954, 19_947_539, 20_720_641),      # cfg 'cifar', res 32, map 2, D 'orig'
-    ADA: (19_154_954, 19_947_539, 20_720_641),        # the same networks; the augmenter has no parameters
-    PAPER256: (23_512_528, 24_767_458, 24_001_089),   # cfg 'paper256', res 256, map 8, D 'resnet'
+    CIFAR: (19_947_539, 20_720_641, 19_154_954),      # cfg 'cifar', res 32, map 2, D 'orig'
+    ADA: (19_947_539, 20_720_641, 19_154_954),        # the same networks; the augmenter has no parameters
+    PAPER256: (24_767_458, 24_001_089, 23_512_528),   # cfg 'paper256', res 256, map 8, D 'resnet'
 }
 
 
@@ -72,21 +81,24 @@ def resolved(name: str, *overrides: str):
 @pytest.mark.parametrize("name", list(REFERENCE_PARAMS))
 def test_parameter_totals_equal_the_reference_networks(name):
     assembly, _ = resolved(name)
-    g_orig, g_skip, d = REFERENCE_PARAMS[name]
+    g_skip, d, g_orig = REFERENCE_PARAMS[name]
     assert assembly.discriminator.params == d
-    assert assembly.generator.params == g_orig
+    assert assembly.generator.params == g_skip
     # 'skip' adds a ToRGB (affine w_dim→C, 3×C weight, 3 biases) at every resolution but the last
-    assert g_skip - g_orig == sum(512 * c + c + 3 * c + 3 for c in
-                                  {CIFAR: [512] * 3, ADA: [512] * 3, PAPER256: [512] * 4 + [256, 128]}[name])
+    widths = {CIFAR: [512] * 3, ADA: [512] * 3, PAPER256: [512] * 4 + [256, 128]}[name]
+    assert g_skip - g_orig == sum(512 * c + c + 3 * c + 3 for c in widths)
+    torgbs = [layer for layer in assembly.generator.layers if layer.component == "stylegan2_torgb_skip"]
+    assert [layer.input_shape[0] for layer in torgbs] == widths
+    assert sum(layer.params for layer in torgbs) == g_skip - g_orig
 
 
-@pytest.mark.parametrize("name, g_orig, d", [(CIFAR, 19_422_730, 23_089_664), (PAPER256, 23_780_304, 26_370_112)])
-def test_class_conditional_totals_equal_the_reference_networks(name, g_orig, d):
+@pytest.mark.parametrize("name, g_skip, d", [(CIFAR, 20_215_315, 23_089_664), (PAPER256, 25_035_234, 26_370_112)])
+def test_class_conditional_totals_equal_the_reference_networks(name, g_skip, d):
     """c_dim 10 (``--cond=1``): G's mapping embeds the label (networks.py:203-204), D maps it through
     its own 8-layer mapping network and projects (:697-698, 713-714, 663-665). Reference totals from
-    the same CPU build with c_dim 10 (G 'orig'; 'skip': 20,215,315 and 25,035,234)."""
+    the same CPU build with c_dim 10 (G 'skip'; 'orig': 19,422,730 and 23,780,304)."""
     assembly, _ = resolved(name, "data.num_classes=10")
-    assert (assembly.generator.params, assembly.discriminator.params) == (g_orig, d)
+    assert (assembly.generator.params, assembly.discriminator.params) == (g_skip, d)
 
 
 def test_cifar_settings_are_the_reference_configs():
@@ -105,6 +117,9 @@ def test_cifar_settings_are_the_reference_configs():
     assert bp.loss.type == "non_saturating"
     assert bp.generator.latent.settings.get("mixing", 0.0) == 0.0  # style_mixing_prob 0 (train.py:197)
     mapping = bp.generator.context[0]
+    assert mapping.type == "stylegan2_mapping"
+    assert assembly.generator.context.consumers == {"style": 7, "rgb_style": 4}  # num_ws 8 (networks.py:444-454)
+    assert assembly.generator.layers[-1].component == "stylegan2_skip_output"
     assert (mapping.settings["num_layers"], mapping.settings["w_dim"], bp.generator.latent_dim) == (2, 512, 512)
     blocks = [layer for layer in assembly.discriminator.layers if layer.component == "stylegan2_d_block"]
     assert {layer.settings["architecture"] for layer in blocks} == {"orig"}
@@ -141,12 +156,19 @@ def test_paper256_settings_are_the_reference_configs():
     assert (r1.type, r1.settings["gamma"], r1.every) == ("r1", 1.0, 16)
     assert (pl.type, pl.settings["weight"], pl.settings["decay"], pl.settings["batch_shrink"], pl.every) == \
            ("path_length", 2.0, 0.01, 2, 4)
+    assert pl.settings["context"] == "ws"  # the gradient w.r.t. the reference's ws (B, 14, 512) (loss.py:81-84)
     assert bp.generator.latent.settings["mixing"] == 0.9
     assert bp.generator.context[0].settings["num_layers"] == 8
-    # 'orig' G: 13 convs and one ToRGB, one style each: the reference's num_ws 14 (networks.py:444-454)
-    assert assembly.generator.context.consumers == {"style": 14}
-    widths = [layer.output_shape[0] for layer in assembly.generator.layers[1:-1]]
-    assert widths == [512] * 7 + [256, 256, 128, 128, 64, 64]  # min(16384 // res, 512)
+    # 'skip' G: 13 convs and 7 ToRGBs on the reference's num_ws 14 (networks.py:444-454, 462-466)
+    assert assembly.generator.context.consumers == {"style": 13, "rgb_style": 7}
+    mapping = assembly.generator.build("meta").producers[0]
+    assert mapping.num_ws == 14 and mapping.rgb_slots == (1, 3, 5, 7, 9, 11, 13)
+    convs = [layer for layer in assembly.generator.layers if layer.component == "stylegan2_layer"]
+    assert [layer.output_shape[0] for layer in convs] == [512] * 7 + [256, 256, 128, 128, 64, 64]  # min(16384 // res, 512)
+    rgbs = [layer for layer in assembly.generator.layers if "rgb_style" in layer.context]
+    assert [layer.component for layer in rgbs] == ["stylegan2_torgb_skip"] * 6 + ["stylegan2_skip_output"]
+    assert [layer.streams["image"][1] for layer in rgbs[:-1]] == [4, 8, 16, 32, 64, 128]
+    assert assembly.generator.output_shape == (3, 256, 256)
     blocks = [layer for layer in assembly.discriminator.layers if layer.component == "stylegan2_d_block"]
     assert {layer.settings["architecture"] for layer in blocks} == {"resnet"}
     assert [layer.output_shape[0] for layer in blocks] == [128, 256, 512, 512, 512, 512]
@@ -241,6 +263,99 @@ def test_const_stem_ignores_z_and_learns_its_map():
     torch.testing.assert_close(stem.const.grad, torch.full((3, 4, 4), 2.0))
 
 
+def test_upsample2d_is_zero_insertion_then_the_filter_times_four():
+    """upfirdn2d.upsample2d (upfirdn2d.py:337-343): zeros after every pixel, padding 2 before and 1 after,
+    the filter × 4: the full 1-D filterings of the zero-inserted image, from offset 1, 2H long."""
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 4, 4)
+    up = torch.zeros(2, 3, 8, 8)
+    up[:, :, ::2, ::2] = x
+    full = 4 * _fir_1d(_fir_1d(up, [1, 3, 3, 1], 2), [1, 3, 3, 1], 3)   # 11×11
+    torch.testing.assert_close(upsample2d(x, fir_kernel([1, 3, 3, 1])), full[:, :, 1:9, 1:9])
+    # a constant image stays constant away from the border (the filter × 4 keeps the mean)
+    flat = upsample2d(torch.ones(1, 1, 6, 6), fir_kernel([1, 3, 3, 1]))
+    torch.testing.assert_close(flat[:, :, 2:-2, 2:-2], torch.ones(1, 1, 8, 8))
+
+
+def _torgb_by_hand(layer: StyleGAN2ToRGB, x: torch.Tensor, style: torch.Tensor, clamp: float) -> torch.Tensor:
+    """ToRGBLayer (networks.py:320-324): styles = affine(w)/sqrt(C); 1×1 conv with w·s, no demodulation; + bias; clamp."""
+    a = layer.affine
+    s = (style @ (a.weight / math.sqrt(style.shape[1])).T + a.bias) / math.sqrt(x.shape[1])
+    y = torch.einsum("oi,bihw->bohw", layer.weight[:, :, 0, 0], x * s[:, :, None, None])
+    return (y + layer.bias[None, :, None, None]).clamp(-clamp, clamp)
+
+
+def test_torgb_skip_adds_its_rgb_to_the_up_sampled_image():
+    torch.manual_seed(8)
+    layer = StyleGAN2ToRGB(in_channels=5, channels=3, rgb_style_dim=6, conv_clamp=0.8)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x, style, image = torch.randn(2, 5, 8, 8), torch.randn(2, 6), torch.randn(2, 3, 4, 4)
+    rgb = _torgb_by_hand(layer, x, style, 0.8)
+    out = layer(x, rgb_style=style, image=image)
+    assert set(out) == {"x", "image"} and out["x"] is x  # the features pass on unchanged
+    torch.testing.assert_close(out["image"], upsample2d(image, fir_kernel([1, 3, 3, 1])) + rgb)
+    torch.testing.assert_close(layer(x, rgb_style=style)["image"], rgb)  # the first ToRGB starts the image
+    assert layer.affine.bias.detach().eq(1).all() and layer.affine.weight.shape == (5, 6)  # bias_init 1 (:314)
+    with pytest.raises(ValueError, match="up-samples the carried image"):
+        layer(x, rgb_style=style, image=torch.randn(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="rgb_style"):
+        layer(x, image=image)
+
+
+def test_skip_output_returns_the_finished_image():
+    torch.manual_seed(9)
+    head = StyleGAN2SkipOutput(in_channels=4, rgb_style_dim=3)
+    x, style, image = torch.randn(2, 4, 8, 8), torch.randn(2, 3), torch.randn(2, 3, 4, 4)
+    layer = StyleGAN2ToRGB(in_channels=4, rgb_style_dim=3)
+    layer.load_state_dict(head.state_dict())
+    out = head(x, rgb_style=style, image=image)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(out, layer(x, rgb_style=style, image=image)["image"])
+
+
+def test_rgb_slots_are_the_references_ws_arithmetic():
+    """SynthesisNetwork.forward (networks.py:462-466): block k takes num_conv + num_torgb ws from w_idx and
+    advances by num_conv; so ToRGB k reads the slot after block k's last conv."""
+    def reference(num_blocks: int) -> tuple[int, ...]:
+        slots, w_idx = [], 0
+        for k in range(num_blocks):
+            num_conv = 1 if k == 0 else 2
+            slots.append(w_idx + num_conv)  # the block's ws: [w_idx, w_idx + num_conv], the ToRGB's last
+            w_idx += num_conv
+        return tuple(slots)
+
+    for blocks in range(1, 8):
+        assert rgb_slots(2 * blocks - 1, blocks) == reference(blocks)
+    assert rgb_slots(13, 1) == (13,)  # 'orig': one ToRGB, after the last conv
+    assert rgb_slots(2, 2) == (0, 2)  # not a StyleGAN2 layout: clamped, still defined
+
+
+def test_stylegan2_mapping_slices_the_references_ws():
+    torch.manual_seed(10)
+    mapping = StyleGAN2Mapping(latent_dim=4, consumers={"style": 7, "rgb_style": 4}, w_dim=3, num_layers=2).eval()
+    z, z2 = torch.randn(5, 4), torch.randn(5, 4)
+    out = mapping(z=z)
+    ws = out["ws"]
+    assert ws.shape == (5, 8, 3) and mapping.num_ws == 8  # cifar: 7 convs + 1 (networks.py:444-454)
+    torch.testing.assert_close(ws, out["w"][:, None].expand(5, 8, 3))
+    torch.testing.assert_close(out["style"], ws[:, :7])
+    torch.testing.assert_close(out["rgb_style"], ws[:, [1, 3, 5, 7]])
+    w, w2 = mapping.map(z), mapping.map(z2)
+    for cut in range(1, 8):  # loss.py:43-45: ws[:, cut:] from the second latent, cut uniform in [1, num_ws)
+        u = torch.full((5,), (cut - 1 + 0.5) / 7)
+        mixed = mapping(z=z, mix_z=z2, mix_cutoff=u)
+        expected = torch.cat([w[:, None].expand(5, cut, 3), w2[:, None].expand(5, 8 - cut, 3)], dim=1)
+        torch.testing.assert_close(mixed["ws"], expected)
+        torch.testing.assert_close(mixed["rgb_style"], expected[:, [1, 3, 5, 7]])
+    truncated = mapping(z=z, truncation_psi=0.5)["ws"]
+    torch.testing.assert_close(truncated, mapping.w_avg.lerp(ws, 0.5))
+    # the gradient w.r.t. ws collects both entries' (path length differentiates through ws)
+    out = mapping(z=z)
+    (grad,) = torch.autograd.grad(out["style"].sum() + 10 * out["rgb_style"].sum(), out["ws"])
+    assert grad[0, :, 0].tolist() == [1.0, 11.0, 1.0, 11.0, 1.0, 11.0, 1.0, 10.0]
+
+
 def test_equalised_conv_scales_its_unit_weight_at_run_time():
     torch.manual_seed(3)
     conv = EqualizedConv2d(in_channels=6, channels=4, kernel_size=3, conv_clamp=1.0)
@@ -312,7 +427,8 @@ def _narrow(name: str) -> list[str]:
            f"data={{type: procedural, resolution: {bp.data.resolution}, num_classes: 0, size: 16}}",
            "train.batch_size=4", "train.num_workers=0", "train.precision=fp32", "train.checkpoint_every=2",
            "train.log_every=1", "train.sample_every=1000"]
-    out += [f"generator.blocks.{i}.channels=8" for i, b in enumerate(bp.generator.blocks) if "channels" in b.settings]
+    out += [f"generator.blocks.{i}.channels=8" for i, b in enumerate(bp.generator.blocks)
+            if "channels" in b.settings and b.type != "stylegan2_torgb_skip"]  # the ToRGBs keep 3
     if bp.discriminator.stem.type == "stylegan2_conv":
         out.append("discriminator.stem.channels=8")
     else:
@@ -345,7 +461,8 @@ def _two_steps(tmp_path, name, overrides):
     assert all(torch.isfinite(dl) and torch.isfinite(gl) for dl, gl in losses), losses
     after = {**{"g." + k: v for k, v in g.state_dict().items()}, **{"d." + k: v for k, v in d.state_dict().items()}}
     first_conv = "d.layers.0.weight" if "d.layers.0.weight" in after else "d.layers.1.weight"  # ADA: layer 1
-    for key in ("g.layers.0.const", "g.layers.1.affine.weight", "g.layers.2.weight", "g.producers.0.layers.0.weight",
+    for key in ("g.layers.0.const", "g.layers.1.affine.weight", "g.layers.2.affine.weight", "g.layers.3.weight",
+                f"g.layers.{len(g.layers) - 1}.weight", "g.producers.0.layers.0.weight",
                 first_conv, "d.layers.2.conv1.weight"):
         assert not torch.equal(before[key], after[key]), key
     t.run_dir.root.mkdir(parents=True, exist_ok=True)

@@ -236,13 +236,17 @@ def _input_for(comp):
 
 @pytest.mark.parametrize("comp", _own_network_components(), ids=lambda c: c.name)
 def test_builds_from_defaults_on_meta(comp):
+    carried = {name: None for name in getattr(comp.obj, "carries", ())}  # a carrier starts its streams
     with torch.device("meta"):
         module = comp.build({}, CONTEXT)
         x = _input_for(comp)
         if "labels" in inspect.signature(module.forward).parameters:
-            out = module(x, labels=torch.zeros(2, dtype=torch.long))
+            out = module(x, labels=torch.zeros(2, dtype=torch.long), **carried)
         else:
-            out = module(x)
+            out = module(x, **carried)
+    if isinstance(out, dict) and carried:  # a carrier: x and its streams, all per image
+        assert set(out) == {"x", *carried} and all(v.is_meta and v.shape[0] == 2 for v in out.values())
+        out = out["x"]
     if isinstance(out, dict):  # a discriminator head with declared extras: every value is per image
         assert "logit" in out and set(out) - {"logit"} == set(module.outputs)
         assert all(v.is_meta and v.shape[0] == 2 for v in out.values())

@@ -127,7 +127,15 @@ class StyleMapping(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-        n = self.num_styles
+        styles, w = self.broadcast(w, self.num_styles, labels=labels, mix_z=mix_z, mix_cutoff=mix_cutoff,
+                                   truncation_psi=truncation_psi)
+        return {"style": styles, "w": w}
+
+    def broadcast(self, w: torch.Tensor, n: int, *, labels: torch.Tensor | None = None,
+                  mix_z: torch.Tensor | None = None, mix_cutoff: torch.Tensor | None = None,
+                  truncation_psi: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """w (B, w_dim) repeated to ``n`` styles (B, n, w_dim), mixed and truncated over those ``n``; and w
+        (truncated). The reference's ``ws`` for ``n`` = its num_ws (``networks.py:237-248``, ``loss.py:41-45``)."""
         styles = w.unsqueeze(1).repeat(1, n, 1)  # (B, n, w_dim)
         if mix_z is not None and mix_cutoff is not None and n > 1:
             # one cutoff for the batch, applied without a host sync: layers >= c take the mixed style
@@ -140,4 +148,4 @@ class StyleMapping(nn.Module):
             w = self.w_avg.lerp(w, truncation_psi)
             cut = n if self.truncation_cutoff is None else min(self.truncation_cutoff, n)
             styles = torch.cat([self.w_avg.lerp(styles[:, :cut], truncation_psi), styles[:, cut:]], dim=1)
-        return {"style": styles, "w": w}
+        return styles, w

@@ -14,11 +14,9 @@ to build the reference's networks layer for layer, with the same parameter shape
 
 Equalised learning rate is a run-time scale: every weight is stored as N(0, 1) and multiplied by
 1/sqrt(fan_in) in the forward pass, so the parameter shapes (and counts) are the reference's.
-Not here: the generator's 'skip' architecture (a ToRGB at every resolution whose outputs are
-up-sampled and summed, ``networks.py:370-373, 408-415``). A stack component maps one tensor to one
-tensor and context entries are read-only, so the running image cannot travel beside the features
-without riding along as feature planes; a generator here is the 'orig' architecture, one ToRGB
-(``style_rgb``) after the last block.
+The generator's 'skip' architecture (a ToRGB at every resolution whose outputs are up-sampled and
+summed, ``networks.py:370-373, 408-415``) is in ``stylegan2_skip.py``: the running image is a carried
+stream (``carries = ("image",)``), never feature planes.
 """
 
 from __future__ import annotations

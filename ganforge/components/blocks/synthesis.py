@@ -10,11 +10,10 @@ scales with its own affine layer.
 What is not reproduced: the reference up-samples inside the convolution (a stride-2 transposed
 conv followed by FIR low-pass filtering with ``resample_filter = [1,3,3,1]``, ``upfirdn2d``;
 ``torch_utils/ops/conv2d_resample.py:124-139``, ``training/networks.py:264, 274``); here ``up``
-is plain bilinear ×2 up-sampling before the conv. The reference's 'skip' architecture (the
-default, :337) sums the up-sampled RGB output of every resolution (:409-415); ``style_rgb``
-converts the last features only, so a stack here is the 'orig' architecture with one ToRGB.
-The learned 4×4 constant input (:358-359, :389-391) is not here either: the stack's stem makes the
-first feature map.
+is plain bilinear ×2 up-sampling before the conv, and ``style_rgb`` converts the last features
+only (the 'orig' architecture). These are the light versions; the reference's own layers (FIR
+up-sampling, the learned 4×4 constant, the 'skip' ToRGBs summed over resolutions, :337, :409-415)
+are ``stylegan2.py`` and ``stylegan2_skip.py``.
 """
 
 from __future__ import annotations
