@@ -154,6 +154,13 @@ standing_stats_option = click.option(
     "--standing-stats", "standing_stats", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
     help="First recompute the batch-norm statistics over N training-mode passes of 64 generated images (BigGAN's "
          "standing statistics; latents seeded by --seed + 1, uniform classes); 0 keeps the running statistics.")
+# Names from components/metrics/protocols.py, repeated so `--help` needs no torch (a test keeps them equal).
+PROTOCOL_NAMES = ("standard", "clean", "legacy")
+protocol_option = click.option(
+    "--protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
+    help="How images reach Inception: standard (uint8 as a PNG, TF1 bilinear; the TF reference's and "
+         "torch-fidelity's), clean (clean-fid's PIL bicubic), legacy (ganforge 0.1, float, F.interpolate) "
+         "[default: the blueprint's train.eval_protocol, standard].")
 
 
 @cli.command("sample")
@@ -232,10 +239,12 @@ def export_command(target: str, out: str, raw: bool, debug: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--raw", is_flag=True, help="Evaluate the raw generator even when an EMA copy exists.")
 @standing_stats_option
+@protocol_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @debug_option
 def evaluate_command(target: str, metrics: str, count: int, reference: str | None, inception: str | None,
-                     batch_size: int, seed: int, raw: bool, standing_stats: int, device: str, debug: bool) -> None:
+                     batch_size: int, seed: int, raw: bool, standing_stats: int, protocol: str, device: str,
+                     debug: bool) -> None:
     """Compute FID, KID, precision/recall (and IS where logits exist) for a checkpoint."""
     with user_errors(debug):
         from .commands.evaluate import evaluate_checkpoint
@@ -243,7 +252,7 @@ def evaluate_command(target: str, metrics: str, count: int, reference: str | Non
         run, result = evaluate_checkpoint(target, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                           n=count, reference=reference, inception=inception, device=device,
                                           batch_size=batch_size, seed=seed, prefer_ema=not raw,
-                                          standing_stats=standing_stats,
+                                          standing_stats=standing_stats, protocol=protocol,
                                           warn=lambda message: click.echo(message, err=True))
     click.echo(f"{run.checkpoint} (step {run.step})")
     for line in result.lines():
@@ -347,13 +356,14 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
               help="Reference images or statistics, as for `ganforge evaluate` [default: the training data].")
 @click.option("--inception", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Inception TorchScript file [default: train.eval_inception, else the bundled one].")
+@protocol_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
               help="Study folder: OUT/<variant>/seed-<k>/ runs, study.md, study.csv, study-summary.csv, study.png.")
 @debug_option
 def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: int | None, metrics: str | None,
                   overrides: tuple[str, ...], eval_images: int | None, reference: str | None, inception: str | None,
-                  device: str, out: str, debug: bool) -> None:
+                  protocol: str | None, device: str, out: str, debug: bool) -> None:
     """Train every variant × seed as its own run, evaluate each, and tabulate mean ± std per variant.
 
     Rerun the same command to continue: finished runs are kept, an interrupted one resumes.
@@ -369,7 +379,8 @@ def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: 
         assemblies = check_variants(blueprint, overrides=list(overrides), variants=rows)
         names = check_metrics([m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None
                               else list(assemblies[0].loaded.blueprint.train.eval_metrics))
-        evaluation = EvalSettings(metrics=names, images=eval_images, reference=reference, inception=inception)
+        evaluation = EvalSettings(metrics=names, images=eval_images, reference=reference, inception=inception,
+                                  protocol=protocol)
         report = lambda message: click.echo(message, err=True)  # noqa: E731
         outcome = run_study(blueprint, overrides=list(overrides), variants=rows, assemblies=assemblies,
                             seeds=list(range(seeds)), steps=steps, evaluation=evaluation, device=device,

@@ -42,11 +42,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                        reference: str | None = None, inception: str | None = None,
                        device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
                        progress: bool = True, generator_label: str = "generator",
-                       batch_norm: str = "running statistics", registry: Registry | None = None) -> Evaluation:
+                       batch_norm: str = "running statistics", registry: Registry | None = None,
+                       protocol: str = "standard") -> Evaluation:
     """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
 
     ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
     (default: the global one) finds the metrics and the training data used as the reference.
+    ``protocol`` names how images reach Inception (``components/metrics/protocols.py``).
     """
     from .components.metrics.features import extract_features
     from .components.metrics.inception import load_inception
@@ -60,7 +62,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     # when some requested metric needs its features.
     own = {id(metric): _bind(metric, data=bp.data, registry=registry) for metric in built
            if not capability(metric, "needs_inception_features", kind="metric")}
-    extractor = load_inception(inception, device=device) if len(own) < len(built) else None
+    extractor = load_inception(inception, device=device, protocol=protocol) if len(own) < len(built) else None
 
     def generated_features(extract: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         was_training = network.training
@@ -110,7 +112,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                                      **labels_for(metric)))
         notes.update(getattr(metric, "notes", None) or {})
     features = ([extractor.description] if extractor is not None else []) + list(detected)
-    protocol = {
+    protocol_record = {
         "generated": f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
                      f"seed {seed}, uniform classes" if bp.data.num_classes else
                      f"{n} images from the {generator_label} in eval mode (batch norm with {batch_norm}), "
@@ -118,7 +120,9 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         "reference": reference_text,
         "features": "; ".join(features),
     }
-    return Evaluation(values=values, protocol=protocol, notes=notes)
+    if extractor is not None:
+        protocol_record = {"preprocessing": extractor.protocol.name, **protocol_record}
+    return Evaluation(values=values, protocol=protocol_record, notes=notes)
 
 
 def record_evaluation(run_dir: str | Path, result: Evaluation, *, step: int, checkpoint: str | Path,
@@ -165,7 +169,8 @@ _STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it 
 
 
 def check_evaluation(metrics: list[str], *, reference: str | None, inception: str | None,
-                     device: torch.device | str = "cpu", registry: Registry | None = None) -> None:
+                     device: torch.device | str = "cpu", registry: Registry | None = None,
+                     protocol: str = "standard") -> None:
     """What ``evaluate`` checks before it loads a checkpoint or generates an image; raises ``GanforgeError``.
 
     The metric names; the Inception weights, when a metric needs them (loaded now: ``load_inception``
@@ -180,7 +185,7 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
         return
     from .components.metrics.inception import load_inception
 
-    load_inception(inception, device=device)
+    load_inception(inception, device=device, protocol=protocol)
     if reference is None or not any(_needs_real(metric) for metric in inception_metrics):
         return
     found = check_reference(reference)

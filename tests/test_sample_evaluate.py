@@ -88,6 +88,27 @@ def test_evaluate_prints_protocol_and_appends_to_the_log(cli, run, stand_in):
     assert evaluation["step"] == 2 and evaluation["fid"] > 0 and "protocol" in evaluation
 
 
+def test_evaluate_protocol_is_chosen_printed_and_logged(cli, run, stand_in):
+    def evaluate(*extra: str) -> tuple[str, dict]:
+        result = cli("evaluate", run, "--n", "16", "--metrics", "fid", "--inception", stand_in, "--device", "cpu",
+                     "--batch-size", "8", *extra)
+        assert result.exit_code == 0, result.stderr
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return result.stdout, [r for r in records if r.get("event") == "evaluation"][-1]
+
+    fids = {}
+    for name in ("standard", "clean", "legacy"):
+        out, record = evaluate(*(["--protocol", name] if name != "standard" else []))
+        assert f"preprocessing: {name}\n" in out and f"protocol {name}:" in out
+        assert record["protocol"]["preprocessing"] == name
+        fids[name] = record["fid"]
+    assert len(set(fids.values())) == 3  # each protocol gives its own number (and its own reference cache)
+    _, again = evaluate()
+    assert again["fid"] == fids["standard"]
+    bad = cli("evaluate", run, "--n", "16", "--metrics", "fid", "--protocol", "tf2", "--device", "cpu")
+    assert bad.exit_code == 2 and "--protocol" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_evaluate_against_a_folder_and_a_stats_file(cli, run, stand_in, tmp_path):
     from PIL import Image
 
@@ -124,6 +145,19 @@ def test_training_evaluates_and_keeps_the_best_fid_checkpoint(cli, stand_in, tmp
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evaluations = [r for r in records if r.get("event") == "evaluation"]
     assert [r["step"] for r in evaluations] == [2, 4]
+    assert {r["protocol"]["preprocessing"] for r in evaluations} == {"standard"}
     best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
     assert best["fid"] == min(r["fid"] for r in evaluations)
     assert best["step"] == min(evaluations, key=lambda r: r["fid"])["step"]
+
+
+def test_training_evaluates_with_the_blueprints_protocol(cli, stand_in, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", TINY, "--out", out, "--steps", "2", *FAST, "--set", "train.eval_every=2",
+                 "--set", "train.eval_images=8", "--set", f"train.eval_inception={stand_in}",
+                 "--set", "train.eval_protocol=clean")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["protocol"]["preprocessing"] for r in records if r.get("event") == "evaluation"] == ["clean"]
+    evaluated = cli("evaluate", out, "--n", "8", "--metrics", "fid", "--inception", stand_in, "--device", "cpu")
+    assert evaluated.exit_code == 0 and "preprocessing: clean\n" in evaluated.stdout  # the run's own protocol

