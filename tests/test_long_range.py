@@ -90,11 +90,11 @@ def test_impossible_settings_are_refused(bad, message):
 
 def test_consistency_is_one_on_real_data_and_coverage_complete():
     ds = build(size=400)
-    consistency, coverage = metric("consistency", size=400), metric("coverage", size=400)
+    consistency, coverage = metric("consistency", size=400), metric("combination_coverage", size=400)
     codes = consistency.detector(torch.stack([ds[i][0] for i in range(len(ds))]))
     assert consistency.compute(real=None, fake=codes) == {"consistency": 1.0}
     # 400 draws from 8 equally likely combinations miss one with probability < 8·(7/8)^400 ≈ 1e-22
-    assert coverage.compute(real=None, fake=codes) == {"coverage": 1.0}
+    assert coverage.compute(real=None, fake=codes) == {"combination_coverage": 1.0}
 
 
 @pytest.mark.parametrize("parts, colours, shapes", [(2, 4, 2), (2, 2, 1), (4, 2, 1)])
@@ -109,38 +109,63 @@ def test_consistency_is_chance_on_independent_parts(parts, colours, shapes):
     assert abs(value - chance) <= 4 * math.sqrt(chance * (1 - chance) / n)
 
 
-def test_coverage_counts_only_combinations_drawn_consistently():
+def test_combination_coverage_counts_only_combinations_drawn_consistently():
     ds = build()                                        # 4 colours × 2 shapes = 8 combinations
-    coverage = metric("coverage")
+    coverage = metric("combination_coverage")
     gen = torch.Generator().manual_seed(0)
     shown = [0, 1, 2, 5, 5, 0]                          # 4 distinct combinations, all parts agreeing
     rows = [[c, c] for c in shown] + [[7, 3], [6, 4]]   # 7, 6, 3, 4 only in images whose parts disagree
     images = torch.stack([ds.render([(c // 2, c % 2) for c in row], generator=gen) for row in rows])
-    assert coverage.compute(real=None, fake=coverage.detector(images)) == {"coverage": 4 / 8}
+    assert coverage.compute(real=None, fake=coverage.detector(images)) == {"combination_coverage": 4 / 8}
+
+
+def test_the_former_name_coverage_warns_once_and_gives_the_same_value(capsys):
+    from ganforge.blueprint.schema import DataSpec
+    from ganforge.registry import BUILTIN_PACKAGES, Registry
+
+    fresh = Registry(builtin_packages=BUILTIN_PACKAGES)  # nothing warned yet
+    data = DataSpec(type="long_range", resolution=32)
+    codes = torch.tensor([[0, 0], [3, 3], [3, 1]])      # combinations 0 and 3 drawn with agreeing parts: 2 of 8
+    capsys.readouterr()
+    first = fresh.get("metric", "coverage").build({}).bind(data=data, registry=fresh)
+    second = fresh.get("metric", "coverage")
+    err = capsys.readouterr().err
+    assert err.count("deprecated") == 1 and "metric 'coverage' was renamed to 'combination_coverage'" in err
+    assert second.obj is fresh.get("metric", "combination_coverage").obj
+    new = fresh.get("metric", "combination_coverage").build({}).bind(data=data, registry=fresh)
+    assert first.compute(real=None, fake=codes) == new.compute(real=None, fake=codes) == {"combination_coverage": 2 / 8}
 
 
 def test_metrics_refuse_other_data():
     from ganforge.blueprint.schema import DataSpec
 
     data = DataSpec(type="procedural", resolution=16, num_classes=4)
-    for name in ("consistency", "coverage"):
+    for name in ("consistency", "combination_coverage"):
         component = default_registry().get("metric", name).build({})
         assert component.needs_inception_features is False
         with pytest.raises(GanforgeError, match=f"metric {name} scores the built-in long_range data.*'procedural'"):
             component.bind(data=data)
 
 
-def test_evaluate_cli_needs_no_inception(cli, tmp_path, no_inception):
+def test_evaluate_cli_needs_no_inception(cli, tmp_path, no_inception, monkeypatch):
     out = tmp_path / "run"
     trained = cli("train", LONG_RANGE, "--out", out, "--steps", "2", "--device", "cpu", "--set", "train.batch_size=4",
                   "--set", "data.size=16", "--set", "train.sample_every=1000")
     assert trained.exit_code == 0, trained.stderr
-    result = cli("evaluate", out, "--metrics", "consistency,coverage", "--n", "40", "--device", "cpu")
+    result = cli("evaluate", out, "--metrics", "consistency,combination_coverage", "--n", "40", "--device", "cpu")
     assert result.exit_code == 0, result.stderr
-    assert "consistency: " in result.stdout and "coverage: " in result.stdout
+    assert "consistency: " in result.stdout and "combination_coverage: " in result.stdout
     assert "analytic long_range detector" in result.stdout and "none needed" in result.stdout
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert 0.0 <= record["consistency"] <= 1.0 and 0.0 <= record["coverage"] <= 1.0
+    assert 0.0 <= record["consistency"] <= 1.0 and 0.0 <= record["combination_coverage"] <= 1.0
+    # The former name `coverage` still works: one deprecation line, the same value under the new key.
+    monkeypatch.setattr(default_registry(), "_warned", set())  # as in a fresh process
+    old = cli("evaluate", out, "--metrics", "coverage,consistency", "--n", "40", "--device", "cpu")
+    assert old.exit_code == 0, old.stderr
+    assert old.stderr.count("deprecated") == 1
+    assert "metric 'coverage' was renamed to 'combination_coverage'" in old.stderr
+    again = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["combination_coverage"] == record["combination_coverage"] and "coverage" not in again
 
 
 def test_evaluate_cli_names_wrong_data(cli, tmp_path):

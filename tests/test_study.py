@@ -286,3 +286,22 @@ def test_the_readme_table1_study_assembles_every_variant():
             expected = "self_attention" if kind == "attention" else ("up_resblock" if plan.role == "generator"
                                                                      else "down_resblock")
             assert layer.component == expected, (variant.name, plan.role)
+
+
+def test_a_done_json_from_before_the_coverage_rename_reads_in_current_names(tmp_path, capsys):
+    from ganforge.commands.study.runner import read_done
+    from ganforge.commands.study.variants import check_metrics
+
+    old = {"step": 250, "checkpoint": "c.pt", "metrics": ["consistency", "coverage"],
+           "values": {"consistency": 0.5, "coverage": 0.125}, "protocol": {}}
+    (tmp_path / "done.json").write_text(json.dumps(old))
+    done = read_done(tmp_path)
+    assert done["metrics"] == ["consistency", "combination_coverage"]
+    assert done["values"] == {"consistency": 0.5, "combination_coverage": 0.125}  # no stale "coverage" column
+    # asked for under its former name, the metric is recorded under its current one: nothing to re-evaluate
+    assert check_metrics(["consistency", "coverage", "combination_coverage"]) == ["consistency",
+                                                                                 "combination_coverage"]
+    # density_coverage's own `coverage` value is left alone
+    both = {**old, "metrics": ["coverage", "density_coverage"], "values": {"coverage": 0.9, "density": 1.0}}
+    (tmp_path / "done.json").write_text(json.dumps(both))
+    assert read_done(tmp_path)["values"] == {"coverage": 0.9, "density": 1.0}

@@ -176,7 +176,19 @@ def read_done(folder: Path) -> dict[str, Any] | None:
     needed = {"step": int, "metrics": list, "values": dict, "protocol": dict}
     if not isinstance(done, dict) or any(not isinstance(done.get(k), t) for k, t in needed.items()):
         return None
-    return done
+    return _current_names(done)
+
+
+def _current_names(done: dict[str, Any]) -> dict[str, Any]:
+    """A ``done.json`` written before the long-range ``coverage`` metric became ``combination_coverage``, in
+    today's names: its value moves to the new key, since ``coverage`` is now density_coverage's value."""
+    if "coverage" not in done["metrics"]:
+        return done
+    metrics = list(dict.fromkeys("combination_coverage" if m == "coverage" else m for m in done["metrics"]))
+    values = dict(done["values"])
+    if "coverage" in values and "density_coverage" not in metrics:
+        values["combination_coverage"] = values.pop("coverage")
+    return {**done, "metrics": metrics, "values": values}
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -82,15 +82,20 @@ def check_variants(blueprint: str, *, overrides: list[str], variants: list[Study
 
 
 def check_metrics(names: list[str]) -> list[str]:
-    """Registered metric names, or an error naming ``--metrics`` and the unknown one."""
+    """Registered metric names, a former name replaced by the current one, or an error naming ``--metrics``.
+
+    Current names, so that ``done.json`` lists each metric once under one name (``coverage`` and
+    ``combination_coverage`` are the same metric).
+    """
     from ...registry import default_registry
 
     if not names:
         raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
     registry = default_registry()
+    current = []
     for name in names:
         try:
-            registry.get("metric", name)
+            current.append(registry.get("metric", name).name)
         except GanforgeError as err:
             raise GanforgeError(f"--metrics: {err}") from err
-    return names
+    return list(dict.fromkeys(current))

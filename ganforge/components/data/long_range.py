@@ -6,7 +6,7 @@ global pooling see only weakly. Here every real image holds two (opposite corner
 shape on a noisy grey background. A generator that models each region on its own draws parts
 that disagree; a fixed analytic detector (``LongRangeDetector``, the same rule the images are
 drawn with) reads each part's attributes back from pixels, so agreement is measured exactly,
-with no Inception network (metrics ``consistency`` and ``coverage``).
+with no Inception network (metrics ``consistency`` and ``combination_coverage``).
 """
 
 from __future__ import annotations
