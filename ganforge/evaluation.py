@@ -19,6 +19,7 @@ from .contracts import capability
 from .engine.run_dir import RunDir
 from .errors import GanforgeError
 from .sampling.generation import conditioning_labels, generate
+from .sharding import current_shard, gather_rows
 from .registry import Registry, default_registry
 
 from .components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
@@ -43,12 +44,14 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                        device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
                        progress: bool = True, generator_label: str = "generator",
                        batch_norm: str = "running statistics", registry: Registry | None = None,
-                       protocol: str = "standard") -> Evaluation:
+                       protocol: str = "standard", sharded: bool = False) -> Evaluation:
     """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
 
     ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
     (default: the global one) finds the metrics and the training data used as the reference.
     ``protocol`` names how images reach Inception (``components/metrics/protocols.py``).
+    ``sharded``: every process of a running process group calls this together, each generates and
+    extracts its share of the images (``sharding.py``), and every one returns the same result.
     """
     from .components.metrics.features import extract_features
     from .components.metrics.inception import load_inception
@@ -63,16 +66,28 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     own = {id(metric): _bind(metric, data=bp.data, registry=registry) for metric in built
            if not capability(metric, "needs_inception_features", kind="metric")}
     extractor = load_inception(inception, device=device, protocol=protocol) if len(own) < len(built) else None
+    _require_logits(built, extractor)
+
+    shard = current_shard(sharded)
 
     def generated_features(extract: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        count = shard.item_count(n, batch_size)
+        feats = logits = None
         was_training = network.training
         network.eval()
         try:
-            batches = generate(network, n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                               batch_size=batch_size, seed=seed, device=device)
-            return extract_features(batches, extract, total=n, progress=progress, label=label)
+            if count:
+                batches = generate(network, n=n, latent_dim=bp.generator.latent_dim,
+                                   num_classes=bp.data.num_classes, batch_size=batch_size, seed=seed, device=device,
+                                   batches=shard.batch_range(n, batch_size) if shard.world > 1 else None)
+                feats, logits = extract_features(batches, extract, total=count, progress=progress and shard.rank == 0,
+                                                 label=label)
         finally:
             network.train(was_training)
+        if shard.world == 1:
+            return feats, logits
+        with_logits = bool(getattr(extract, "has_logits", False))
+        return gather_rows(feats, shard), gather_rows(logits, shard) if with_logits else None
 
     # The generated images' conditioning classes, drawn once, for the metrics that declare needs_labels.
     fake_labels = (conditioning_labels(n=n, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
@@ -93,7 +108,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     real, real_stats, reference_text = None, None, "none needed"
     if source is not None:
         real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
-                                                               batch_size=batch_size, progress=progress)
+                                                               batch_size=batch_size, progress=progress, shard=shard)
     values: dict[str, float] = {}
     notes: dict[str, str] = {}
     detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
@@ -164,6 +179,16 @@ def _needs_full_features(metric: Any) -> bool:
     return _needs_real(metric) and bool(capability(metric, "needs_full_features", kind="metric"))
 
 
+def _require_logits(metrics: list[Any], extractor: Any) -> None:
+    """Refuse, before anything is generated, a metric that reads logits when the Inception file has none."""
+    from .components.metrics.inception_score import missing_logits
+
+    for metric in metrics:
+        if extractor is not None and capability(metric, "needs_logits", kind="metric") and \
+                not getattr(extractor, "has_logits", False):
+            raise GanforgeError(missing_logits(metric.name, getattr(extractor, "weights", "the Inception file")))
+
+
 _STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it needs reference features "
                "(an .npz with `features`, or a folder of images)")
 
@@ -185,7 +210,7 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
         return
     from .components.metrics.inception import load_inception
 
-    load_inception(inception, device=device, protocol=protocol)
+    _require_logits(inception_metrics, load_inception(inception, device=device, protocol=protocol))
     if reference is None or not any(_needs_real(metric) for metric in inception_metrics):
         return
     found = check_reference(reference)
@@ -300,7 +325,7 @@ def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
 
 
 def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
-                        progress: bool) -> tuple[torch.Tensor | None, Any, str]:
+                        progress: bool, shard: Any = None) -> tuple[torch.Tensor | None, Any, str]:
     from .components.metrics.reference import reference_features
 
     if not isinstance(source, _Source):
@@ -310,7 +335,7 @@ def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
         return loaded_ref, None, f"features file {reference} ({loaded_ref.shape[0]} images)"
     report: dict[str, Any] = {}
     features = reference_features(source.dataset, n=n, extractor=extractor, cache_dir=source.cache, key=source.key,
-                                  batch_size=batch_size, progress=progress, report=report)
+                                  batch_size=batch_size, progress=progress, report=report, shard=shard)
     skipped = report.get("skipped", 0)
     note = f", {skipped} unreadable files skipped" if skipped else ""
     return features, None, f"{source.description}{note}; cached in {source.cache}"

@@ -74,11 +74,11 @@ def _train(run_dir: Path, *, spec: Any, dataset: Any, steps: int | None, resume:
 def evaluator(train: Any) -> Any:
     """What the loop calls at ``train.eval_every``: the blueprint's ``train.eval_*`` metrics, no progress bar."""
 
-    def evaluate(network: Any, *, loaded: Any, device: Any, generator_label: str) -> Any:
+    def evaluate(network: Any, *, loaded: Any, device: Any, generator_label: str, sharded: bool = False) -> Any:
         from ..evaluation import evaluate_generator
 
         return evaluate_generator(network, loaded=loaded, metrics=list(train.eval_metrics), n=train.eval_images,
                                   inception=train.eval_inception, device=device, progress=False,
-                                  generator_label=generator_label, protocol=train.eval_protocol)
+                                  generator_label=generator_label, protocol=train.eval_protocol, sharded=sharded)
 
     return evaluate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,26 @@ class Placement:
         return self.world_size > 1
 
 
+TIMEOUT_ENV = "GANFORGE_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 1800
+"""How long a collective waits for a missing rank before the job fails (NCCL's own default is 10
+minutes, too short for a checkpoint of a large model on slow storage, too long to notice a dead rank)."""
+
+
+def process_group_timeout() -> timedelta:
+    """The process-group timeout: ``$GANFORGE_DIST_TIMEOUT_S`` seconds, else 30 minutes."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise GanforgeError(f"{TIMEOUT_ENV}={text!r}: give a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
 def choose_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,7 +70,7 @@ def place_process(choice: str) -> Placement:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=process_group_timeout())
     return Placement(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
 
 

@@ -105,13 +105,20 @@ class Trainer:
         return RunLog(self.run_dir.metrics, resume_from_step=resumed, note=self._intact_note)
 
     def evaluate(self, log: RunLog | None) -> None:
-        """Rank 0 evaluates (EMA generator when there is one) and keeps the best-FID checkpoint."""
+        """Evaluate (EMA generator when there is one) and keep the best-FID checkpoint.
+
+        An evaluator that takes ``sharded`` runs on every process, each on its share of the images;
+        any other runs on rank 0 while the rest wait.
+        """
         update = self.update
-        if self.placement.is_main:
+        sharded = self.placement.distributed and _takes_sharded(self.evaluator)
+        if self.placement.is_main or sharded:
             with self.runtime.backend_flags():
                 result = self.evaluator(update.sampling_generator(), loaded=self.loaded,  # type: ignore[misc]
                                         device=self.runtime.device,
-                                        generator_label="EMA generator" if update.ema is not None else "generator")
+                                        generator_label="EMA generator" if update.ema is not None else "generator",
+                                        **({"sharded": True} if sharded else {}))
+        if self.placement.is_main:
             record = {"event": "evaluation", "step": update.step, **result.values, "protocol": result.protocol}
             if log is not None:
                 log.write(record)
@@ -273,3 +280,13 @@ class Trainer:
         update.images_seen = state.images_seen
         self.best_fid = state.best_fid
         return update.step
+
+
+def _takes_sharded(evaluator: Any) -> bool:
+    """Whether ``evaluator`` can split its work across processes (``ganforge.commands.train.evaluator``'s can)."""
+    import inspect
+
+    try:
+        return "sharded" in inspect.signature(evaluator).parameters
+    except (TypeError, ValueError):
+        return False

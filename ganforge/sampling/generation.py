@@ -16,18 +16,22 @@ from .latents import (  # noqa: F401  (re-exported: callers import them from her
 def generate(network: Network, *, n: int, latent_dim: int, num_classes: int, batch_size: int = 64,
              seed: int = 0, class_index: int | None = None, truncation: float | None = None,
              device: torch.device | str = "cpu", columns: int | None = None,
-             truncation_psi: float | None = None) -> Iterator[torch.Tensor]:
+             truncation_psi: float | None = None, batches: range | None = None) -> Iterator[torch.Tensor]:
     """Batches of images in [-1, 1] (float32, on ``device``); the same seed gives the same images.
 
     Classes are uniform random (``class_index`` fixes one); ``columns`` gives one class per column
     of a grid that wide instead (``sample``'s grid). ``truncation`` cuts z; ``truncation_psi``
-    pulls the mapped latent toward its average (StyleGAN's w-space truncation).
+    pulls the mapped latent toward its average (StyleGAN's w-space truncation). ``batches`` keeps
+    only those batch indices (one process's share): the others' latents are drawn but not run.
     """
     extra = w_truncation(network, truncation_psi)
-    for z, labels in latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
+    for index, (z, labels) in enumerate(latent_batches(n=n, latent_dim=latent_dim, num_classes=num_classes, batch_size=batch_size,
                                     seed=seed, class_index=class_index, truncation=truncation, device=device,
-                                    columns=columns, latent=getattr(network, "latent", None)):
-        yield network(z, labels, **extra).float()
+                                    columns=columns, latent=getattr(network, "latent", None))):
+        if batches is not None and index >= batches.stop:
+            break
+        if batches is None or index in batches:
+            yield network(z, labels, **extra).float()
 
 
 def w_truncation(network: torch.nn.Module, psi: float | None) -> dict[str, float]:

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ganforge.sharding import Shard, all_agree, gather_rows
 from ganforge.errors import GanforgeError
 
 from .features import extract_features
@@ -93,11 +94,14 @@ def _subset_and_spares(size: int, n: int, seed: int) -> tuple[list[int], list[in
 
 def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path | None, key: dict[str, Any],
                        batch_size: int = 50, progress: bool = True, subset_seed: int = 0,
-                       report: dict[str, Any] | None = None) -> torch.Tensor:
+                       report: dict[str, Any] | None = None, shard: Shard | None = None) -> torch.Tensor:
     """Float64 features (N, D) of ``min(n, len(dataset))`` reference images, cached in ``cache_dir``.
 
     ``report``, when given, receives ``skipped`` (unreadable files skipped; 0 on a cache hit) and ``cached``.
+    With a ``shard`` of several processes (all calling together) each reads every image, so the
+    replacements of unreadable files agree, but runs Inception on its own batches only.
     """
+    shard = Shard() if shard is None else shard
     if report is not None:
         report.update(skipped=0, cached=False)
     payload = cache_payload(key, n=n, subset_seed=subset_seed, extractor=extractor)
@@ -106,7 +110,7 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
         digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"ref-{digest}.npz"
         cached = _read_cache(path, payload)
-        if cached is not None:
+        if all_agree(cached is not None, shard):  # every process uses the cache, or none does
             if report is not None:
                 report["cached"] = True
             return cached
@@ -117,25 +121,28 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
     skipped = [0]
     parts: list[torch.Tensor] = []
     done, start = 0, time.perf_counter()
-    for batch in _batches(dataset, indices, spares, batch_size, skipped):
+    own = shard.batch_range(len(indices), batch_size)
+    for index, batch in enumerate(_batches(dataset, indices, spares, batch_size, skipped)):
+        done += batch.shape[0]
+        if shard.world > 1 and index not in own:
+            continue
         part, _ = extract_features([batch], extractor, total=batch.shape[0], progress=False, label="reference")
         parts.append(part)
-        done += batch.shape[0]
-        if progress:
+        if progress and shard.rank == 0:
             rate = done / max(time.perf_counter() - start, 1e-9)
             sys.stderr.write(f"\rreference: {done}/{len(indices)} images ({rate:.1f} images/s)")
             sys.stderr.flush()
-    if progress:
+    if progress and shard.rank == 0:
         sys.stderr.write("\n")
         sys.stderr.flush()
     if report is not None:
         report["skipped"] = skipped[0]
-    if not parts:
+    if not done:
         raise GanforgeError(f"none of the {size} reference images could be read ({skipped[0]} unreadable files)")
-    features = torch.cat(parts)
+    features = gather_rows(torch.cat(parts) if parts else None, shard) if shard.world > 1 else torch.cat(parts)
     features32 = features.to(torch.float32)
     result = features32.to(torch.float64)
-    if path is not None:
+    if path is not None and shard.rank == 0:
         _write_cache(path, payload, features32, result)
     return result
 
