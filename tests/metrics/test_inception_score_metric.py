@@ -43,6 +43,27 @@ def test_matches_numpy_reference_on_random_logits():
     assert out["inception_score_std"] == pytest.approx(np.std(scores), rel=1e-8)
 
 
-def test_missing_logits_is_an_actionable_error():
-    with pytest.raises(GanforgeError, match="no logits"):
+def test_missing_logits_is_one_line_naming_the_file_that_works_and_how_to_point_at_it():
+    from ganforge.components.metrics.inception_score import missing_logits
+
+    message = missing_logits("inception_score", "/data/default_1.pt")
+    assert "\n" not in message
+    assert message.startswith("inception_score needs Inception logits, but /data/default_1.pt gives pool3 "
+                              "features only; pass --inception PATH (or set GANFORGE_INCEPTION=PATH) to "
+                              "StyleGAN2-ADA's inception-2015-12-05.pt")
+    assert "a tuple (features, logits)" in message and "'logits'" in message
+    with pytest.raises(GanforgeError) as err:
         InceptionScore().compute(real=None, fake=torch.zeros(10, 2048), fake_logits=None)
+    assert str(err.value) == missing_logits("inception_score", "the Inception network in use")
+
+
+def test_evaluate_refuses_a_file_without_logits_before_reading_the_run(cli, stand_in, tmp_path):
+    from support import assert_clean_failure
+
+    # The stand-in gives features only. The run folder does not exist: the logits check comes first.
+    result = cli("evaluate", tmp_path / "no-such-run", "--metrics", "fid,inception_score", "--inception", stand_in,
+                 "--device", "cpu")
+    line = assert_clean_failure(result, mentions=("inception_score needs Inception logits", str(stand_in),
+                                                  "--inception PATH", "GANFORGE_INCEPTION=PATH",
+                                                  "inception-2015-12-05.pt"))
+    assert "no such run" not in line

