@@ -32,8 +32,9 @@ class Placement:
 
 TIMEOUT_ENV = "GANFORGE_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 1800
-"""How long a collective waits for a missing rank before the job fails (NCCL's own default is 10
-minutes, too short for a checkpoint of a large model on slow storage, too long to notice a dead rank)."""
+"""How long a collective waits for a missing rank before the job fails. torch's default for NCCL
+(``torch.distributed.constants.default_pg_nccl_timeout``, 10 minutes in torch 2.14.1) can be shorter
+than writing a large checkpoint to slow storage; stating ours makes it the same on every backend."""
 
 
 def process_group_timeout() -> timedelta:
