@@ -266,6 +266,10 @@ _METRIC_CAPABILITIES = _caps(
     Capability("needs_labels", False,
                "compute() reads fake_labels: the class each generated image was conditioned on (None "
                "for an unconditional run); a metric that does not declare it is not given them."),
+    Capability("needs_real_labels", False,
+               "with needs_real: compute() reads real_labels, the class of each reference image; "
+               "evaluation refuses, before generating, an unconditional run or a reference without classes "
+               "(--reference folder or file)."),
     Capability("needs_full_features", True,
                "with needs_real: the per-image reference features are needed, not only their mean and "
                "covariance (False for FID, which works from statistics alone)."),
@@ -503,6 +507,9 @@ def _check_metric_instance(kind: str, obj: Any) -> None:
     if capability(obj, "needs_labels", kind="metric") and not _accepts(obj.compute, "fake_labels"):
         raise ContractError(f"metric {_label(type(obj))} sets needs_labels = True but its compute() takes no "
                             "fake_labels keyword")
+    if capability(obj, "needs_real_labels", kind="metric") and not _accepts(obj.compute, "real_labels"):
+        raise ContractError(f"metric {_label(type(obj))} sets needs_real_labels = True but its compute() takes "
+                            "no real_labels keyword")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +579,7 @@ KIND_TABLE: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("dataset", Dataset, "`Dataset`: `__len__`, `__getitem__(i) -> (image, label)`", ("data",),
          _DATASET_CAPABILITIES),
     Kind("metric", Metric, "`Metric`: `name`, `compute(*, real, fake, fake_logits=None, real_stats=None"
-         "[, fake_labels=None]) -> dict`", ("train.eval_metrics",), _METRIC_CAPABILITIES,
+         "[, fake_labels=None][, real_labels=None]) -> dict`", ("train.eval_metrics",), _METRIC_CAPABILITIES,
          check_built=_check_metric_instance),
 )}
 """Every kind of component, in listing order. The one place a kind is declared."""

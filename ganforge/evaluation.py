@@ -67,6 +67,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
            if not capability(metric, "needs_inception_features", kind="metric")}
     extractor = load_inception(inception, device=device, protocol=protocol) if len(own) < len(built) else None
     _require_logits(built, extractor)
+    _require_reference_classes(built, reference=reference, num_classes=bp.data.num_classes)
 
     shard = current_shard(sharded)
 
@@ -95,7 +96,10 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                    if any(capability(metric, "needs_labels", kind="metric") for metric in built) else None)
 
     def labels_for(metric: Any) -> dict[str, torch.Tensor | None]:
-        return {"fake_labels": fake_labels} if capability(metric, "needs_labels", kind="metric") else {}
+        given = {"fake_labels": fake_labels} if capability(metric, "needs_labels", kind="metric") else {}
+        if capability(metric, "needs_real_labels", kind="metric"):
+            given["real_labels"] = real_labels
+        return given
 
     source = None
     if extractor is not None and any(_needs_real(metric) for metric in built if id(metric) not in own):
@@ -106,9 +110,13 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
             raise GanforgeError(_STATS_ONLY.format(name=needs_features[0]))
     fake, fake_logits = generated_features(extractor, "generated") if extractor is not None else (None, None)
     real, real_stats, reference_text = None, None, "none needed"
+    real_labels = None  # the reference images' classes, for the metrics that declare needs_real_labels
     if source is not None:
+        wants_classes = any(capability(metric, "needs_real_labels", kind="metric") for metric in built)
         real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
-                                                               batch_size=batch_size, progress=progress, shard=shard)
+                                                               batch_size=batch_size, progress=progress, shard=shard,
+                                                               labels=wants_classes)
+        real_labels = source.labels if isinstance(source, _Source) else None
     values: dict[str, float] = {}
     notes: dict[str, str] = {}
     detected: dict[str, torch.Tensor] = {}  # one pass per distinct detector
@@ -189,6 +197,24 @@ def _require_logits(metrics: list[Any], extractor: Any) -> None:
             raise GanforgeError(missing_logits(metric.name, getattr(extractor, "weights", "the Inception file")))
 
 
+def _require_reference_classes(metrics: list[Any], *, reference: str | None, num_classes: int | None) -> None:
+    """Refuse, before anything is generated, a metric comparing classes (needs_real_labels) that cannot have them.
+
+    ``num_classes`` None: not known yet (``check_evaluation`` runs before the run is read).
+    """
+    names = [metric.name for metric in metrics if capability(metric, "needs_real_labels", kind="metric")]
+    if not names:
+        return
+    if num_classes == 0:
+        raise GanforgeError(f"metric {names[0]} compares generated and reference images class by class, but this "
+                            "run is unconditional (data.num_classes 0); use fid")
+    if reference is not None:
+        raise GanforgeError(f"metric {names[0]} needs the class of every reference image, and --reference "
+                            f"{reference} has none (folders, features and statistics files carry no classes); "
+                            "leave out --reference to use the run's training data, whose classes are cached "
+                            "with its features")
+
+
 _STATS_ONLY = ("metric {name}: the reference holds only mean and covariance; it needs reference features "
                "(an .npz with `features`, or a folder of images)")
 
@@ -205,6 +231,7 @@ def check_evaluation(metrics: list[str], *, reference: str | None, inception: st
     """
     registry = default_registry() if registry is None else registry
     built = [registry.get("metric", name).build({}) for name in metrics]
+    _require_reference_classes(built, reference=reference, num_classes=None)
     inception_metrics = [metric for metric in built if capability(metric, "needs_inception_features", kind="metric")]
     if not inception_metrics:
         return
@@ -287,6 +314,8 @@ class _Source:
     key: dict[str, Any]
     cache: Path
     description: str
+    labels: torch.Tensor | None = None
+    """Each reference image's class, once ``_reference_features`` has read them (None: items carry none)."""
 
 
 def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
@@ -324,8 +353,10 @@ def _reference_source(loaded: LoadedBlueprint, *, reference: str | None, n: int,
     return _Source(dataset, key, cache, description)
 
 
-def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
-                        progress: bool, shard: Any = None) -> tuple[torch.Tensor | None, Any, str]:
+def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int, progress: bool,
+                        shard: Any = None, labels: bool = False) -> tuple[torch.Tensor | None, Any, str]:
+    """Features, or mean and covariance, of ``source``, and how they were made; a dataset's classes go to
+    ``source.labels`` (with ``labels``, a cache file without them is not used)."""
     from .components.metrics.reference import reference_features
 
     if not isinstance(source, _Source):
@@ -335,7 +366,9 @@ def _reference_features(source: Any, *, n: int, extractor: Any, batch_size: int,
         return loaded_ref, None, f"features file {reference} ({loaded_ref.shape[0]} images)"
     report: dict[str, Any] = {}
     features = reference_features(source.dataset, n=n, extractor=extractor, cache_dir=source.cache, key=source.key,
-                                  batch_size=batch_size, progress=progress, report=report, shard=shard)
+                                  batch_size=batch_size, progress=progress, report=report, shard=shard,
+                                  labels=labels)
+    source.labels = report.get("labels")
     skipped = report.get("skipped", 0)
     note = f", {skipped} unreadable files skipped" if skipped else ""
     return features, None, f"{source.description}{note}; cached in {source.cache}"

@@ -236,7 +236,8 @@ def test_metric_component(component: Component):
     metric = component.build({})
     check_instance("metric", metric)
     assert isinstance(metric.name, str) and metric.name
-    for name in ("needs_real", "needs_logits", "needs_labels", "needs_inception_features", "needs_full_features"):
+    for name in ("needs_real", "needs_logits", "needs_labels", "needs_real_labels", "needs_inception_features",
+                 "needs_full_features"):
         assert isinstance(capability(metric, name, kind="metric"), bool)
 
 
@@ -346,3 +347,24 @@ def test_controller_component(component: Component):
     fresh.attach(modules=[])
     fresh.load_state_dict(state)
     assert fresh.state_dict() == state
+
+
+def test_a_metric_that_needs_reference_classes_must_take_them():
+    from ganforge.contracts import ContractError
+
+    class PerClass:
+        name = "per_class"
+        needs_real = True
+        needs_real_labels = True
+
+        def compute(self, *, real, fake, fake_logits=None, real_stats=None):
+            return {}
+
+    with pytest.raises(ContractError, match="needs_real_labels = True but its compute.. takes no real_labels"):
+        check_instance("metric", PerClass())
+
+    class Takes(PerClass):
+        def compute(self, *, real, fake, fake_logits=None, real_stats=None, real_labels=None):
+            return {}
+
+    check_instance("metric", Takes())

@@ -11,8 +11,9 @@ permutation outside the subset, so the count stays ``min(n, len(dataset))`` whil
 Cache file: ``<cache_dir>/ref-<sha256[:24]>.npz``, the hash over the canonical JSON (sorted keys)
 of the caller's ``key``, the number of images, the subset rule and the extractor's identity
 (network, weights sha1, resize, input range; not the file's location). It holds ``features``
-(float32, (N, D)), ``mu`` and ``sigma`` (float64, computed from the float32 features) and
-``key`` (that JSON). A hit is checked against the key and returned without touching the
+(float32, (N, D)), ``mu`` and ``sigma`` (float64, computed from the float32 features),
+``labels`` (int64, (N,): each image's class, when every dataset item carried one; for intra-class
+FID) and ``key`` (that JSON). A hit is checked against the key and returned without touching the
 dataset. Features are returned as float64 of the float32-rounded values, so a first run and
 a cached run give identical numbers.
 """
@@ -94,10 +95,13 @@ def _subset_and_spares(size: int, n: int, seed: int) -> tuple[list[int], list[in
 
 def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path | None, key: dict[str, Any],
                        batch_size: int = 50, progress: bool = True, subset_seed: int = 0,
-                       report: dict[str, Any] | None = None, shard: Shard | None = None) -> torch.Tensor:
+                       report: dict[str, Any] | None = None, shard: Shard | None = None,
+                       labels: bool = False) -> torch.Tensor:
     """Float64 features (N, D) of ``min(n, len(dataset))`` reference images, cached in ``cache_dir``.
 
-    ``report``, when given, receives ``skipped`` (unreadable files skipped; 0 on a cache hit) and ``cached``.
+    ``report``, when given, receives ``skipped`` (unreadable files skipped; 0 on a cache hit), ``cached``
+    and ``labels``: the class of each returned row (int64, (N,)), or None when the items carry none.
+    With ``labels`` a cache file written without them is not used (it is written again, with them).
     With a ``shard`` of several processes (all calling together) each reads every image, so the
     replacements of unreadable files agree, but runs Inception on its own batches only.
     """
@@ -110,19 +114,23 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
         digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"ref-{digest}.npz"
         cached = _read_cache(path, payload)
+        cached_labels = _read_cached_labels(path) if cached is not None else None
+        if labels and cached_labels is None:
+            cached = None
         if all_agree(cached is not None, shard):  # every process uses the cache, or none does
             if report is not None:
-                report["cached"] = True
+                report.update(cached=True, labels=cached_labels)
             return cached
     size = len(dataset)
     if size == 0:
         raise GanforgeError("the reference dataset is empty")
     indices, spares = _subset_and_spares(size, n, subset_seed)
     skipped = [0]
+    item_labels: list[int | None] = []
     parts: list[torch.Tensor] = []
     done, start = 0, time.perf_counter()
     own = shard.batch_range(len(indices), batch_size)
-    for index, batch in enumerate(_batches(dataset, indices, spares, batch_size, skipped)):
+    for index, batch in enumerate(_batches(dataset, indices, spares, batch_size, skipped, item_labels)):
         done += batch.shape[0]
         if shard.world > 1 and index not in own:
             continue
@@ -135,21 +143,25 @@ def reference_features(dataset: Any, *, n: int, extractor: Any, cache_dir: Path 
     if progress and shard.rank == 0:
         sys.stderr.write("\n")
         sys.stderr.flush()
+    row_labels = None if None in item_labels else torch.tensor(item_labels, dtype=torch.int64)
     if report is not None:
-        report["skipped"] = skipped[0]
+        report.update(skipped=skipped[0], labels=row_labels)
     if not done:
         raise GanforgeError(f"none of the {size} reference images could be read ({skipped[0]} unreadable files)")
     features = gather_rows(torch.cat(parts) if parts else None, shard) if shard.world > 1 else torch.cat(parts)
     features32 = features.to(torch.float32)
     result = features32.to(torch.float64)
     if path is not None and shard.rank == 0:
-        _write_cache(path, payload, features32, result)
+        _write_cache(path, payload, features32, result, row_labels)
     return result
 
 
 def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: int,
-             skipped: list[int]) -> Iterator[torch.Tensor]:
-    """Images of ``indices`` in batches; an unreadable one is counted in ``skipped[0]`` and replaced by a spare."""
+             skipped: list[int], labels: list[int | None]) -> Iterator[torch.Tensor]:
+    """Images of ``indices`` in batches; an unreadable one is counted in ``skipped[0]`` and replaced by a spare.
+
+    ``labels`` receives each image's class as it is taken (None for an item without an integer label).
+    """
     from ganforge.components.data.imagefolder import UNREADABLE
 
     wanted, replacements = len(indices), iter(spares)
@@ -170,6 +182,7 @@ def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: in
         except UNREADABLE:
             skipped[0] += 1
             continue
+        labels.append(_label(item))
         if isinstance(item, (tuple, list)):
             if counts_skipped:  # (image, label, skipped): it replaced unreadable files itself
                 skipped[0] += int(item[2])
@@ -181,6 +194,25 @@ def _batches(dataset: Any, indices: list[int], spares: list[int], batch_size: in
             images = []
     if images:
         yield torch.stack(images)
+
+
+def _label(item: Any) -> int | None:
+    """The class of a dataset item ``(image, label[, skipped])``: an integer scalar, else None."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        return None
+    label = torch.as_tensor(item[1])
+    if label.numel() != 1 or label.is_floating_point() or label.is_complex():
+        return None
+    return int(label)
+
+
+def _read_cached_labels(path: Path) -> torch.Tensor | None:
+    """The ``labels`` of a cache file ``_read_cache`` accepted, or None (an older file has none)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return torch.from_numpy(np.asarray(data["labels"], dtype=np.int64)) if "labels" in data.files else None
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def _read_cache(path: Path, payload: str) -> torch.Tensor | None:
@@ -199,9 +231,12 @@ def _read_cache(path: Path, payload: str) -> torch.Tensor | None:
     return torch.from_numpy(features.astype(np.float32)).to(torch.float64)
 
 
-def _write_cache(path: Path, payload: str, features32: torch.Tensor, features64: torch.Tensor) -> None:
+def _write_cache(path: Path, payload: str, features32: torch.Tensor, features64: torch.Tensor,
+                 labels: torch.Tensor | None = None) -> None:
     mu, sigma = feature_stats(features64) if features64.shape[0] >= 2 else (features64.mean(0), None)
     arrays = {"features": features32.numpy(), "mu": mu.numpy(), "key": np.array(payload)}
+    if labels is not None:
+        arrays["labels"] = labels.numpy()
     if sigma is not None:
         arrays["sigma"] = sigma.numpy()
     try:
