@@ -68,6 +68,82 @@ def test_ema_update_copies_batch_norm_statistics_not_singular_vectors(trained):
     assert statistics and all(torch.equal(a, b) for a, b in statistics)
 
 
+def _statistics(network: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every buffer but spectral-norm u/v, by name (batch-norm means, variances and counts)."""
+    return [(name, buffer) for name, buffer in network.named_buffers() if not name.endswith(("._u", "._v"))]
+
+
+@pytest.mark.parametrize("buffers", ["copy", "average"])
+def test_ema_buffers_are_copied_or_follow_the_decay(buffers):
+    """``average``: each floating buffer is the running average written out by hand (decay 0.75, from
+    step 2; copied before it, as BigGAN-PyTorch's ``utils.ema``); ``copy`` (default): the live ones."""
+    from types import SimpleNamespace
+
+    from ganforge.engine.step import GANUpdate
+
+    torch.manual_seed(0)
+    live, decay = TinyGenerator(), 0.75
+    ema = copy.deepcopy(live).eval().requires_grad_(False)
+    update = SimpleNamespace(ema=ema, generator=live, step=0,
+                             plan=SimpleNamespace(ema_decay=decay, ema_start=2, ema_buffers=buffers))
+    expected = {name: b.double().clone() for name, b in _statistics(ema)}
+    for step in range(1, 5):
+        with torch.no_grad():  # a training step: weights move, batch norms see a batch
+            for p in live.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            live(torch.randn(6, 4) * step, torch.randint(0, 3, (6,)))
+        update.step = step  # as GANUpdate.end_step: count the step, then update the EMA
+        GANUpdate._update_ema(update)  # type: ignore[arg-type]
+        for name, value in _statistics(live):
+            if buffers == "average" and value.is_floating_point() and step >= 2:
+                expected[name] = decay * expected[name] + (1 - decay) * value.double()
+            else:
+                expected[name] = value.double().clone()
+    got, now = dict(_statistics(ema)), dict(_statistics(live))
+    floating = [name for name in got if got[name].is_floating_point()]
+    assert len(floating) == 6  # running mean and variance of three batch norms
+    for name, value in got.items():
+        torch.testing.assert_close(value.double(), expected[name], rtol=1e-6, atol=1e-7)
+    counts = [name for name in got if name.endswith("num_batches_tracked")]
+    assert len(counts) == 3 and all(got[n].dtype == torch.long and torch.equal(got[n], now[n]) for n in counts)
+    # The test means something: averaged statistics are not the live ones.
+    apart = max(float((got[name] - now[name]).abs().max()) for name in floating)
+    assert (apart > 1e-3) if buffers == "average" else (apart == 0.0)
+    # u/v: neither copied nor averaged (sampling_generator gives the EMA its own).
+    vectors = [(name, b) for name, b in ema.named_buffers() if name.endswith(("._u", "._v"))]
+    assert vectors and all(not torch.equal(b, dict(live.named_buffers())[name]) for name, b in vectors)
+
+
+def test_ema_buffer_default_is_copy_and_unknown_choices_are_refused(cli):
+    from ganforge.blueprint.validation import load_blueprint
+    from ganforge.engine.planning import plan_training
+    from ganforge.registry import default_registry
+
+    loaded = load_blueprint(TINY, ["update_rule.2={type: ema, decay: 0.9}"])
+    assert plan_training(loaded, default_registry()).ema_buffers == "copy"
+    result = cli("inspect", TINY, "--set", "update_rule.2={type: ema, buffers: mean}")
+    assert result.exit_code == 2 and "buffers" in result.stderr
+
+
+def test_standing_statistics_draw_untruncated_latents_whatever_the_truncation(trained, tmp_path):
+    """As BigGAN-PyTorch's accumulate_standing_stats (utils.py:1113, ``z.normal_()``)."""
+    from ganforge.commands.sample import sample_grid
+    from ganforge.sampling.standing_stats import seeded_standing_statistics
+
+    sampled = sample_grid(trained.options.out, count=8, truncation=0.5, seed=3, standing_stats=2,
+                          out=tmp_path / "a.png", device="cpu")
+    bp = sampled.run.loaded.blueprint
+    settings = dict(passes=2, latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes, sample_seed=3)
+    # Copies of the same weights: standing statistics reset the batch norms before the passes.
+    untruncated, truncated = (copy.deepcopy(sampled.run.generator) for _ in range(2))
+    seeded_standing_statistics(untruncated, **settings)
+    seeded_standing_statistics(truncated, truncation=0.5, **settings)
+    got = dict(_statistics(sampled.run.generator))
+    assert all(torch.equal(got[name], b) for name, b in _statistics(untruncated))
+    assert not all(torch.equal(got[name], b) for name, b in _statistics(truncated))
+    assert "truncation" not in sampled.statistics
+
+
 @pytest.mark.parametrize("use", ["samples", "evaluation"])
 def test_ema_generator_samples_and_evaluates_with_its_own_converged_sigma(trained, monkeypatch, use):
     from ganforge import evaluation

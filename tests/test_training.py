@@ -39,10 +39,11 @@ def train(cli, out: Path, *extra: str):
 
 @pytest.mark.parametrize("extra, total, split", [
     ((), 6, 4),
-    # A regulariser and augmentation draw on the global RNG, EMA carries state, and the data
-    # stream crosses an epoch boundary (8 batches per epoch) after the resume.
+    # A regulariser and augmentation draw on the global RNG, EMA carries state (its batch-norm
+    # statistics averaged too, the history-dependent choice), and the data stream crosses an epoch
+    # boundary (8 batches per epoch) after the resume.
     (("--set", "regularizers=[{type: gradient_penalty, weight: 1.0}]",
-      "--set", "update_rule.2={type: ema, decay: 0.5, start: 1}"), 12, 6),
+      "--set", "update_rule.2={type: ema, decay: 0.5, start: 1, buffers: average}"), 12, 6),
 ], ids=["plain", "gp-ema-epoch"])
 def test_stop_and_resume_matches_an_uninterrupted_run(cli, tmp_path, extra, total, split):
     train(cli, tmp_path / "straight", "--steps", str(total), *extra)

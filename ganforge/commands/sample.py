@@ -49,9 +49,10 @@ def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None 
     if class_index is not None and class_index >= max(bp.data.num_classes, 0):
         raise GanforgeError(f"--class {class_index}: the model has {bp.data.num_classes} classes"
                             + (" (it is unconditional)" if bp.data.num_classes == 0 else ""))
+    # Untruncated latents, whatever --truncation is: as BigGAN-PyTorch (utils.py:1113, z.normal_()).
     statistics = seeded_standing_statistics(run.generator, passes=standing_stats, sample_seed=seed,
                                             latent_dim=bp.generator.latent_dim, num_classes=bp.data.num_classes,
-                                            truncation=truncation, device=dev)
+                                            device=dev)
     # full rows only; with classes (and no --class) each column is one class
     columns = grid_columns(count, bp.data.num_classes if class_index is None else 0)
     images = torch.cat(list(generate(run.generator, n=count, latent_dim=bp.generator.latent_dim,

@@ -39,6 +39,7 @@ class TrainingPlan:
     d_steps: int = 1
     ema_decay: float | None = None
     ema_start: int = 0
+    ema_buffers: str = "copy"  # "copy" or "average" (the ema rule's ``buffers``)
     set_by: dict[str, str] = field(default_factory=dict)  # plan field → rule that set it
     step_hooks: list[StepHook] = field(default_factory=list)  # called before every step, in order
 

@@ -269,26 +269,36 @@ class GANUpdate:
     # -- the EMA generator ----------------------------------------------------------------
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """Average G's weights into the EMA generator and copy its batch-norm statistics.
+        """Average G's weights into the EMA generator; copy or average its buffers (the ``ema`` rule's ``buffers``).
 
-        The running statistics are copied (BigGAN-PyTorch's practice): the EMA generator runs no
-        training passes of its own, and the live generator's statistics come from nearly the same
-        weights; ``--standing-stats`` recomputes them for the EMA weights themselves. Spectral-norm
-        u/v are *not* copied: the live ones are singular vectors of the live weights, not of the
-        averaged ones. The EMA generator gets its own, converged, right before it is used
-        (``sampling_generator``).
+        ``copy`` (the default): the floating-point buffers (batch-norm running statistics) are the
+        live generator's, as in stylegan2-ada-pytorch (training/training_loop.py:304-305): the EMA
+        generator runs no training passes of its own, so the live statistics, taken from nearly the
+        same weights, are the nearest it has; ``--standing-stats`` recomputes them for the EMA weights
+        themselves. ``average``: they get the weights' decay, as BigGAN-PyTorch's ``utils.ema``
+        averages every state-dict entry (utils.py:638-640), buffers included. Before ``ema_start``
+        both copy (BigGAN-PyTorch pegs the average to the weights there, utils.py:633-634).
+        Integer buffers (batch norm's ``num_batches_tracked``, a count) are copied in both, since an
+        average of counts means nothing. Spectral-norm u/v are neither (BigGAN-PyTorch averages its
+        u0/sv0): the live ones are singular vectors of the live weights, not of the averaged ones,
+        so the EMA generator gets its own, exact ones right before it is used (``sampling_generator``).
         """
         if self.ema is None:
             return
         ema_params = list(self.ema.parameters())
         params = list(self.generator.parameters())
-        if self.step < self.plan.ema_start:
-            torch._foreach_copy_(ema_params, params)
+        averaging = self.step >= self.plan.ema_start
+        weight = 1.0 - float(self.plan.ema_decay)  # type: ignore[arg-type]
+        if averaging:
+            torch._foreach_lerp_(ema_params, params, weight)
         else:
-            torch._foreach_lerp_(ema_params, params, 1.0 - float(self.plan.ema_decay))  # type: ignore[arg-type]
+            torch._foreach_copy_(ema_params, params)
         for ema_buffer, buffer in zip(buffers_outside_spectral_norm(self.ema),
                                       buffers_outside_spectral_norm(self.generator)):
-            ema_buffer.copy_(buffer)
+            if averaging and self.plan.ema_buffers == "average" and buffer.is_floating_point():
+                ema_buffer.lerp_(buffer, weight)
+            else:
+                ema_buffer.copy_(buffer)
 
     def sampling_generator(self) -> nn.Module:
         """The generator that samples and evaluates: the EMA one (with converged u/v) when there is one."""

@@ -2,8 +2,11 @@
 
 Running averages mix batches of many past weights (with SAGAN-128's momentum 0.001, about a
 thousand steps' worth), and an EMA generator never runs a training pass of its own, so the
-statistics it holds belong to the live weights. BigGAN-PyTorch (``accumulate_standing_stats``)
-instead averages the statistics of N fresh training-mode passes of the generator being sampled.
+statistics it holds belong to the live weights. BigGAN-PyTorch (``accumulate_standing_stats``,
+utils.py:1108-1117 at 9845943) instead averages the statistics of N fresh training-mode passes of
+the generator being sampled, drawing z from N(0, 1) with ``z.normal_()`` (line 1113): untruncated,
+whatever variance it then samples at. ``ganforge sample --truncation`` therefore draws the standing
+passes' latents untruncated too; ``truncation`` here is for callers who want otherwise.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ every training step (``lr_schedule`` in ``schedules.py`` is one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 if TYPE_CHECKING:
     from ...engine.planning import TrainingPlan
@@ -64,12 +64,22 @@ class NCritic:
 
 @register("update_rule", "ema")
 class EMA:
-    """Exponential moving average of G's weights (BigGAN-PyTorch, MMGeneration); sampling uses the average."""
+    """Exponential moving average of G's weights (BigGAN-PyTorch, MMGeneration); sampling uses the average.
+
+    ``buffers`` says what the EMA generator's floating-point buffers (batch-norm running mean and
+    variance, StyleGAN's ``w_avg``) follow: ``copy`` (the default, and ganforge's behaviour before
+    the setting existed) copies the live generator's, as stylegan2-ada-pytorch does
+    (training/training_loop.py:304-305); ``average`` averages them with the weights' decay, as
+    BigGAN-PyTorch's ``utils.ema`` does with every state-dict entry (utils.py:638-640). Integer
+    buffers (``num_batches_tracked``) are copied in both; spectral-norm u/v in neither (see
+    ``GANUpdate._update_ema``).
+    """
 
     def __init__(self, *, decay: Annotated[float, Field(gt=0, lt=1)] = 0.9999,
-                 start: Annotated[int, Field(ge=0)] = 2000) -> None:
-        self.decay, self.start = decay, start
+                 start: Annotated[int, Field(ge=0)] = 2000,
+                 buffers: Literal["copy", "average"] = "copy") -> None:
+        self.decay, self.start, self.buffers = decay, start, buffers
 
     def apply(self, plan: TrainingPlan) -> None:
-        plan.ema_decay, plan.ema_start = self.decay, self.start
+        plan.ema_decay, plan.ema_start, plan.ema_buffers = self.decay, self.start, self.buffers
         plan.set_by["ema"] = "ema"
