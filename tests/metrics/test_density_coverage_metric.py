@@ -55,6 +55,15 @@ def test_chunked_matches_brute_force_on_random_features(k: int):
     assert 0 < out["coverage"] < 1 and 0 < out["density"]  # neither limiting case
 
 
+def test_matches_brute_force_at_inception_like_width():
+    # float32 products on 512-d features with a common offset: the exact float64 fallback must settle the boundaries
+    rng = np.random.default_rng(7)
+    real = rng.standard_normal((240, 512)) + 20.0
+    fake = rng.standard_normal((160, 512)) * 1.05 + 20.0
+    density, coverage = brute_force(real, fake, 5)
+    assert density_and_coverage(torch.from_numpy(real), torch.from_numpy(fake), chunk_size=64) == (density, coverage)
+
+
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), k=st.integers(1, 4), dim=st.integers(1, 3), chunk=st.integers(1, 5))
 def test_matches_brute_force_on_integer_grids_with_ties(data, k, dim, chunk):

@@ -24,7 +24,7 @@ from pydantic import Field
 from ganforge.errors import GanforgeError
 from ganforge.registry import register
 
-from .precision_recall import knn_radii
+from .precision_recall import knn_radii, within_radii
 
 __all__ = ["DensityCoverage", "density_and_coverage"]
 
@@ -33,9 +33,10 @@ def density_and_coverage(real: torch.Tensor, fake: torch.Tensor, *, k: int = 5,
                          chunk_size: int = 1000) -> tuple[float, float]:
     """(density, coverage) of ``fake`` (M, D) against ``real`` (N, D), N > k.
 
-    Distances are taken ``chunk_size`` generated rows at a time (memory chunk_size × N), in float64.
+    Distances as precision/recall's (``knn_radii``, ``within_radii``: float32 products on the features'
+    device, ``chunk_size`` generated rows at a time, with every comparison they cannot settle redone
+    in float64), so the counts equal those of float64 distances.
     """
-    real, fake = real.to(torch.float64), fake.to(torch.float64)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise GanforgeError(f"density_coverage needs (N, D) and (M, D) features; got {tuple(real.shape)} and "
                             f"{tuple(fake.shape)}")
@@ -43,14 +44,13 @@ def density_and_coverage(real: torch.Tensor, fake: torch.Tensor, *, k: int = 5,
         raise GanforgeError(f"density_coverage with k={k} needs more than {k} reference images; got {real.shape[0]}")
     if fake.shape[0] < 1:
         raise GanforgeError("density_coverage needs at least one generated image")
-    radii = knn_radii(real, k, chunk_size=chunk_size).to(device=real.device, dtype=torch.float64)
-    inside_count = torch.zeros((), dtype=torch.float64, device=real.device)
-    covered = torch.zeros(real.shape[0], dtype=torch.bool, device=real.device)
-    for start in range(0, fake.shape[0], chunk_size):
-        inside = torch.cdist(fake[start:start + chunk_size], real) < radii[None, :]  # (chunk, N)
-        inside_count += inside.sum()
-        covered |= inside.any(dim=0)
-    density = float(inside_count) / (k * fake.shape[0])
+    radii = knn_radii(real, k, chunk_size=chunk_size)
+    inside_count = 0
+    covered = torch.zeros(real.shape[0], dtype=torch.bool, device=fake.device)
+    for _, inside in within_radii(fake, real, radii, strict=True, chunk_size=chunk_size):  # (chunk, N)
+        inside_count += int(inside.sum())
+        covered |= inside.any(dim=0).to(covered.device)
+    density = inside_count / (k * fake.shape[0])
     return density, float(covered.double().mean())
 
 
