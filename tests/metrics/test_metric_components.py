@@ -28,11 +28,14 @@ def test_metric_component_computes(name: str):
     real = torch.randn(40, 6, generator=gen, dtype=torch.float64)
     fake = torch.randn(40, 6, generator=gen, dtype=torch.float64) + 0.2
     logits = torch.randn(40, 1008, generator=gen, dtype=torch.float64)
-    out = metric.compute(real=real, fake=fake, fake_logits=logits if metric.needs_logits else None)
+    classes = torch.arange(40) % 4
+    per_class = ({"real_labels": classes, "fake_labels": classes.flip(0)}
+                 if getattr(metric, "needs_real_labels", False) else {})  # intra_fid: classes on both sides
+    out = metric.compute(real=real, fake=fake, fake_logits=logits if metric.needs_logits else None, **per_class)
     assert out and all(isinstance(v, float) and math.isfinite(v) for v in out.values())
 
 
-@pytest.mark.parametrize("name", ["kid", "pr"])
+@pytest.mark.parametrize("name", ["kid", "pr", "density_coverage", "intra_fid"])
 def test_metrics_needing_features_reject_stats_only(name: str):
     metric = METRICS[name].build({})
     with pytest.raises(GanforgeError, match="reference features"):
