@@ -206,6 +206,7 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
         inits[role] = resolve(getattr(bp, role).init, "init", f"{role}.init")
     metrics = tuple(resolve(ComponentSpec(type=name), "metric", join_path("train", "eval_metrics", i))
                     for i, name in enumerate(bp.train.eval_metrics))
+    _check_per_class_metrics(loaded, metrics)
     dataset = resolve_dataset(loaded, registry)
     latent = resolve(bp.generator.latent, "latent", "generator.latent")
     controllers = tuple(resolve(spec, "controller", join_path("controllers", i))
@@ -213,6 +214,18 @@ def resolve_components(loaded: LoadedBlueprint, registry: "Registry") -> Resolve
     return ResolvedComponents(loss=loss, regularizers=regularizers, update_rules=update_rules,
                               optimizers=optimizers, inits=inits, metrics=metrics, dataset=dataset,
                               latent=latent, controllers=controllers)
+
+
+def _check_per_class_metrics(loaded: LoadedBlueprint, metrics: tuple[Resolved, ...]) -> None:
+    """A per-class metric (needs_real_labels) in an unconditional blueprint fails here, not mid-training."""
+    from ..contracts import capability
+
+    if loaded.blueprint.data.num_classes:
+        return
+    for resolved in metrics:
+        if capability(resolved.component.obj, "needs_real_labels", kind="metric"):
+            raise loaded.error(f"metric {resolved.component.name} compares generated and reference images class by "
+                               "class, but data.num_classes is 0 (unconditional)", resolved.path, across_keys=True)
 
 
 def resolve_dataset(loaded: LoadedBlueprint, registry: "Registry") -> Resolved:

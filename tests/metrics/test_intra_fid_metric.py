@@ -182,3 +182,15 @@ def test_registered_with_its_contract():
     assert json.dumps(built.compute(real=torch.randn(6, 2), fake=torch.randn(6, 2),
                                     real_labels=torch.tensor([0, 0, 0, 1, 1, 1]),
                                     fake_labels=torch.tensor([1, 1, 1, 0, 0, 0])))
+
+
+def test_an_unconditional_blueprint_naming_it_for_training_is_refused_at_its_key():
+    from ganforge.blueprint.validation import load_blueprint, resolve_components
+    from ganforge.errors import BlueprintError
+
+    loaded = load_blueprint(BLUEPRINTS / "long_range32.yaml", ["train.eval_metrics=[fid, intra_fid]"])
+    with pytest.raises(BlueprintError, match="metric intra_fid compares .* data.num_classes is 0") as err:
+        resolve_components(loaded, default_registry())
+    assert err.value.path == "train.eval_metrics[1]"
+    conditional = load_blueprint(TINY, ["train.eval_metrics=[intra_fid]"])
+    assert [m.component.name for m in resolve_components(conditional, default_registry()).metrics] == ["intra_fid"]
