@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 from PIL import Image
 
 from ganforge.assembly import assemble
@@ -140,20 +141,33 @@ def test_dcgan_has_no_flip_and_trains_in_fp32():
                if layer.component == "dcgan_down")
 
 
-def test_faces_blueprint_is_unconditional_with_leaky_discriminator():
+def test_faces_blueprint_follows_the_tf_eager_code():
+    """github sthalles/blog-resources (941a026), sagan/: leaky slope --alpha 0.1 (train_celeb_faces.py:22);
+    G's fc1 a plain Dense (celeb/model.py:11); D's SN Dense unnormalised on its flattened 2-D input
+    (libs/convolutions.py:139-151); attention with biases and no output conv (libs/self_attention.py);
+    600,000 counted steps of two optimisers each (train_celeb_faces.py:28, :130-134) = 300,000 updates."""
     assembly, plan = resolved("sagan_faces128.yaml")
-    assert assembly.loaded.blueprint.data.num_classes == 0
+    bp = assembly.loaded.blueprint
+    assert bp.data.num_classes == 0 and bp.data.settings["flip"] is False
     d_layers = [layer for layer in assembly.discriminator.layers if layer.component != "self_attention"]
-    assert all(layer.settings["leaky_slope"] == 0.02 for layer in d_layers)  # blocks and head
-    assert d_layers[-1].settings["projection"] is False
-    assert [a.output_shape[1] for a in assembly.generator.attention] == [32]
-    assert [a.output_shape[1] for a in assembly.discriminator.attention] == [32]
-    g_sn = [layer.settings["spectral_norm"] for layer in assembly.generator.layers if "spectral_norm" in layer.settings]
-    assert all(g_sn)
+    assert all(layer.settings["leaky_slope"] == 0.1 for layer in d_layers)  # blocks and head
+    assert d_layers[-1].settings["projection"] is False and d_layers[-1].settings["spectral_norm"] is False
+    assert all(layer.settings["spectral_norm"] for layer in d_layers[:-1])
+    g_layers = [layer for layer in assembly.generator.layers if "spectral_norm" in layer.settings]
+    assert g_layers[0].component == "linear_stem" and g_layers[0].settings["spectral_norm"] is False
+    assert all(layer.settings["spectral_norm"] for layer in g_layers[1:])
+    for attention in (*assembly.generator.attention, *assembly.discriminator.attention):
+        assert attention.output_shape[1] == 32 and attention.output_shape[0] == 64
+        assert (attention.settings["pooled"], attention.settings["output_conv"], attention.settings["bias"]) == (
+            False, False, True)
     assert plan.optimizers["generator"].settings["lr"] == pytest.approx(1e-4)
     assert plan.optimizers["discriminator"].settings["lr"] == pytest.approx(4e-4)
+    assert (bp.train.steps, bp.train.log_every, bp.train.sample_every, bp.train.checkpoint_every) == (
+        300_000, 250, 1000, 10_000)
     network = assembly.generator.build("meta", initialise=False)
     assert not any("class_gain" in name for name, _ in network.named_parameters())
+    stem = next(m for m in network.modules() if type(m).__name__ == "LinearStem")
+    assert not parametrize.is_parametrized(stem.linear)
 
 
 # --- leaky ReLU in the discriminator ------------------------------------------------------------

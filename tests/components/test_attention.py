@@ -14,13 +14,20 @@ def _w(conv):
     return conv.weight.detach()[:, :, 0, 0]
 
 
+def _conv(conv, xs):
+    """A 1×1 conv on channels-last xs, with its bias when it has one; identity for nn.Identity."""
+    if isinstance(conv, torch.nn.Identity):
+        return xs
+    return xs @ _w(conv).T + (0 if conv.bias is None else conv.bias.detach())
+
+
 def _explicit(attn, x, pooled):
     """The official block, step by step with plain tensor ops (channels-last, row-major positions)."""
     b, c, h, w = x.shape
     xs = x.permute(0, 2, 3, 1)  # B,H,W,C
-    theta = xs @ _w(attn.theta).T
-    phi = xs @ _w(attn.phi).T
-    g = xs @ _w(attn.g).T
+    theta = _conv(attn.theta, xs)
+    phi = _conv(attn.phi, xs)
+    g = _conv(attn.g, xs)
     if pooled:
         phi = phi.reshape(b, h // 2, 2, w // 2, 2, -1).amax(dim=(2, 4))
         g = g.reshape(b, h // 2, 2, w // 2, 2, -1).amax(dim=(2, 4))
@@ -30,7 +37,7 @@ def _explicit(attn, x, pooled):
     scores = theta @ phi.transpose(1, 2)  # no 1/sqrt(d)
     beta = torch.exp(scores - scores.amax(-1, keepdim=True))
     beta = beta / beta.sum(-1, keepdim=True)
-    o = (beta @ g).reshape(b, h, w, -1) @ _w(attn.out).T
+    o = _conv(attn.out, (beta @ g).reshape(b, h, w, -1))
     return x + attn.gamma.detach() * o.permute(0, 3, 1, 2), beta
 
 
@@ -53,6 +60,32 @@ def test_both_kernels_equal_the_hand_written_block(pooled, spectral_norm, kernel
     attn.eval()
     x = torch.randn(2, 16, 8, 8)
     expected, beta = _explicit(attn, x, pooled)
+    torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(attn.attention_map(x), beta, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["fused", "explicit"])
+@pytest.mark.parametrize("form", ["paper", "write-up"])
+def test_the_papers_and_the_write_ups_forms_equal_the_hand_written_block(form, kernel):
+    """paper: unpooled, value C/8 then v: C/8 → C; write-up (sagan_faces128): value C, no v, biases."""
+    torch.manual_seed(4)
+    settings = {"paper": dict(pooled=False, value_divisor=8),
+                "write-up": dict(pooled=False, output_conv=False, bias=True)}[form]
+    attn = SelfAttention(in_channels=16, in_size=8, kernel=kernel, **settings)
+    with torch.no_grad():
+        attn.gamma.fill_(0.7)
+        for conv in (attn.theta, attn.phi, attn.g):
+            if conv.bias is not None:
+                conv.bias.normal_()  # zero-initialised: make the biases count
+    attn.eval()
+    widths = [_w(conv).shape for conv in (attn.theta, attn.phi, attn.g)]
+    if form == "paper":
+        assert widths == [(2, 16), (2, 16), (2, 16)] and _w(attn.out).shape == (16, 2)
+    else:
+        assert widths == [(2, 16), (2, 16), (16, 16)] and isinstance(attn.out, torch.nn.Identity)
+        assert all(conv.bias is not None for conv in (attn.theta, attn.phi, attn.g))
+    x = torch.randn(2, 16, 8, 8)
+    expected, beta = _explicit(attn, x, pooled=False)
     torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(attn.attention_map(x), beta, rtol=1e-4, atol=1e-6)
 
@@ -142,6 +175,8 @@ def test_invalid_settings():
     with pytest.raises(ValueError, match="even"):
         SelfAttention(in_channels=16, in_size=7)
     SelfAttention(in_channels=16, in_size=7, pooled=False)(torch.randn(1, 16, 7, 7))
+    with pytest.raises(ValueError, match="output_conv=false.*value_divisor 1"):
+        SelfAttention(in_channels=16, in_size=8, output_conv=False)  # pooled: C/2 value channels
 
 
 def test_meta_device():

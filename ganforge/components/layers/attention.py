@@ -1,4 +1,4 @@
-"""The SAGAN self-attention block (official ``sn_non_local_block_sim``)."""
+"""The SAGAN self-attention block (official ``sn_non_local_block_sim``; the paper's and other forms by setting)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,20 @@ __all__ = ["SelfAttention"]
 class SelfAttention(nn.Module):
     """SAGAN self-attention: every position attends to all (pooled) positions; starts as identity.
 
-    Official form (``pooled=True``): query θ and key φ are 1×1 convs to C/8, value g a 1×1
-    conv to C/2; φ and g are 2×2 max-pooled (N/4 key positions); scores θφᵀ are *not*
-    scaled by 1/√d; softmax over keys; o = softmax·g → 1×1 conv back to C; output
-    x + γ·o with the scalar γ initialised to 0. ``pooled=False`` is the paper's equations:
-    no pooling, C-channel value path, C→C output conv. Convs have no bias.
+    Official code (``pooled=True``, github brain-research/self-attention-gan ``non_local.py:48-81``):
+    query θ and key φ are 1×1 convs to C/8, value g a 1×1 conv to C/2; φ and g are 2×2
+    max-pooled (N/4 key positions); scores θφᵀ are *not* scaled by 1/√d; softmax over keys;
+    o = softmax·g → 1×1 conv back to C; output x + γ·o with the scalar γ initialised to 0.
+    Convs have no bias there.
+
+    The paper's equations (as quoted at paperswithcode.com/method/sagan-attention-module; the
+    paper's PDF was not opened, so their numbering and any difference between arXiv versions
+    are unverified): no pooling; f, g and the value h are 1×1 convs to C̄ = C/8, then
+    v: C̄ → C, oⱼ = v(Σᵢ βⱼ,ᵢ h(xᵢ)), yᵢ = γ·oᵢ + xᵢ. That is ``pooled=False, value_divisor=8``.
+    ``pooled=False`` alone keeps a C-channel value path and a C→C output conv.
+    ``output_conv=False`` (value path of C channels only) adds h(x) directly, and ``bias=True``
+    gives every 1×1 conv a bias: both as the TF-eager write-up behind sagan_faces128.yaml
+    (github sthalles/blog-resources ``sagan/libs/self_attention.py:15-46``).
 
     ``kernel: fused`` runs ``scaled_dot_product_attention`` (the N×N map is never
     materialised); ``kernel: explicit`` computes softmax(QKᵀ)V as the reference implementations
@@ -36,6 +45,9 @@ class SelfAttention(nn.Module):
         in_channels: int,
         in_size: int,
         pooled: bool = True,
+        value_divisor: Literal[1, 2, 8] | None = None,
+        output_conv: bool = True,
+        bias: bool = False,
         spectral_norm: bool = True,
         sn_eps: SNEps = 1e-12,
         sn_iterations: SNIterations = 1,
@@ -51,19 +63,25 @@ class SelfAttention(nn.Module):
                 f"self_attention with pooled=True max-pools keys/values 2×2, so the input size must be even, "
                 f"got {in_size}×{in_size}; place it at an even resolution or set pooled: false"
             )
+        divisor = value_divisor if value_divisor is not None else (2 if pooled else 1)
+        if not output_conv and divisor != 1:
+            raise ValueError(
+                f"self_attention with output_conv=false adds the value path to x, so it needs C value channels "
+                f"(value_divisor 1, with pooled: false), got C/{divisor}"
+            )
         self.pooled = pooled
         self.kernel = kernel
         qk_channels = in_channels // 8
-        value_channels = in_channels // 2 if pooled else in_channels
+        value_channels = in_channels // divisor
         sn = dict(spectral_norm=spectral_norm, sn_eps=sn_eps, sn_iterations=sn_iterations)
 
         def conv1x1(cin: int, cout: int) -> nn.Conv2d:
-            return apply_spectral_norm(nn.Conv2d(cin, cout, 1, bias=False), **sn)
+            return apply_spectral_norm(nn.Conv2d(cin, cout, 1, bias=bias), **sn)
 
         self.theta = conv1x1(in_channels, qk_channels)
         self.phi = conv1x1(in_channels, qk_channels)
         self.g = conv1x1(in_channels, value_channels)
-        self.out = conv1x1(value_channels, in_channels)
+        self.out = conv1x1(value_channels, in_channels) if output_conv else nn.Identity()
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def _query_key_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
