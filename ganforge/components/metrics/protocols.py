@@ -21,7 +21,8 @@ Every protocol takes images in [-1, 1] and returns the network's input (B, 3, 29
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +95,7 @@ class Protocol:
         return to_network_range(x)
 
 
-PROTOCOLS: dict[str, Protocol] = {
+PROTOCOLS: Mapping[str, Protocol] = MappingProxyType({
     "standard": Protocol(
         "standard", True, _tf1_bilinear,
         "standard: images quantised to uint8 as a saved PNG → TF1 bilinear resize to 299×299 "
@@ -109,7 +110,7 @@ PROTOCOLS: dict[str, Protocol] = {
         "legacy: images in [-1, 1] → [0, 255] float, not rounded → bilinear resize to 299×299 "
         "(torch F.interpolate, align_corners=False, no antialias; pytorch-fid's resize) → (x − 128)/128; "
         "ganforge 0.1's preprocessing, not comparable with papers"),
-}
+})
 
 
 def get_protocol(name: str) -> Protocol:
