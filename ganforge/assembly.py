@@ -139,7 +139,8 @@ class Network(nn.Module):
         """A context in which passes leave weight normalisation's state alone (spectral-norm ``u``/``v``).
 
         The network stays in its mode otherwise (batch norm still uses and updates batch statistics),
-        so this is the official SAGAN discriminator pass on generated images; also used for extra
+        so this is the official SAGAN discriminator pass on generated images (``update_collection="NO_OPS"``,
+        brain-research/self-attention-gan ``model.py:274-275``, ``ops.py:170``); also used for extra
         passes over unchanged weights (regularisers, accumulated micro-batches, standing statistics).
         Nesting is fine; the previous state is restored on exit, also after an exception.
         """

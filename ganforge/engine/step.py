@@ -206,7 +206,7 @@ class GANUpdate:
             real_out, fake_out = both.split([real.shape[0], fake.shape[0]])
             return real_out, fake_out
         real_out = DiscriminatorOutput.of(self.d.update(real, labels))
-        # The official code's pass on generated images leaves u/v alone.
+        # The official SAGAN code's pass on generated images leaves u/v alone (model.py:274-275, ops.py:170).
         with self.discriminator.frozen_normalisation():
             fake_out = DiscriminatorOutput.of(self.d.plain(fake, fake_labels))
         return real_out, fake_out

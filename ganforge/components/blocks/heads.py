@@ -18,9 +18,10 @@ __all__ = ["ImageOutput", "ProjectionOutput"]
 class ImageOutput(nn.Module):
     """Generator output: BN → ReLU → 3×3 conv to image channels → tanh (images in [-1, 1]).
 
-    The official SAGAN generator's last layers; the batch norm is plain (not conditional).
+    The official SAGAN generator's last layers (github brain-research/self-attention-gan at
+    ad9612e, ``generator.py:213-217``); the batch norm is plain (not conditional).
     ``bn_momentum`` is torch's momentum of its running statistics (the official SAGAN-128
-    code keeps this one with decay 0.9999, i.e. momentum 0.0001).
+    code keeps this one with decay 0.9999, i.e. momentum 0.0001: ``ops.py:363``).
     """
 
     def __init__(
@@ -50,7 +51,8 @@ class ImageOutput(nn.Module):
 class ProjectionOutput(nn.Module):
     """Discriminator logit: ReLU → sum over positions → linear to 1, plus a class projection.
 
-    The projection discriminator (Miyato & Koyama) as in the official SAGAN code: with
+    The projection discriminator (Miyato & Koyama) as in the official SAGAN code
+    (``discriminator.py:197-204`` at ad9612e): with
     ``projection`` and a class-conditional model, adds ⟨embed(label), pooled features⟩ using
     a spectrally normalised class embedding. Output shape (B, 1), raw logits. ``leaky_slope``
     > 0 makes the leading ReLU leaky, to match down-blocks that use one; 0 is the official ReLU.

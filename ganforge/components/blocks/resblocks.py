@@ -27,12 +27,13 @@ def _conv(cin: int, cout: int, kernel_size: int, sn: dict) -> nn.Conv2d:
 class UpResBlock(nn.Module):
     """Generator residual block: (C)BN→ReLU→2× up→3×3 conv→(C)BN→ReLU→3×3 conv, plus shortcut.
 
-    The official SAGAN generator block. The shortcut is nearest 2× up-sampling → 1×1 conv
-    (as in the official code, also when channels do not change); with ``upsample=False``
+    The official SAGAN generator block (github brain-research/self-attention-gan at ad9612e,
+    ``generator.py:78-92``). The shortcut is nearest 2× up-sampling → 1×1 conv (as in the
+    official code, also when channels do not change, ``generator.py:89-90``); with ``upsample=False``
     and unchanged channels it is the identity. Batch norms are class-conditional
     (per-class gain/bias, fed the labels) when ``conditional`` and the model has classes.
     ``bn_momentum`` is torch's momentum of both batch norms' running statistics (the official
-    SAGAN-128 code keeps them with decay 0.999, i.e. momentum 0.001).
+    SAGAN-128 code keeps them with decay 0.999, i.e. momentum 0.001: ``ops.py:310``).
     """
 
     def __init__(
@@ -74,11 +75,13 @@ class UpResBlock(nn.Module):
 class DownResBlock(nn.Module):
     """Discriminator residual block: ReLU→3×3 conv→ReLU→3×3 conv→2×2 avg pool, plus shortcut.
 
-    The official SAGAN discriminator block; its shortcut is 1×1 conv → avg pool, present
-    only when down-sampling or changing channels (identity otherwise). ``optimized: true``
-    is the official first block, applied to images: no leading ReLU, and the shortcut is
+    The official SAGAN discriminator block (``discriminator.py:29-62`` of the official code); its
+    shortcut is 1×1 conv → avg pool, present only when down-sampling or changing channels
+    (identity otherwise, ``:57-61``). ``optimized: true`` is the official first block
+    (``optimized_block``, ``:65-93``), applied to images: no leading ReLU, and the shortcut is
     avg pool → 1×1 conv. ``leaky_slope`` > 0 makes every ReLU a leaky ReLU with that negative
-    slope (some SAGAN variants use one in D); 0 is the official ReLU. ``hidden_channels`` is the
+    slope (github sthalles/blog-resources ``sagan/celeb/model.py:92`` uses 0.1 in D); 0 is the
+    official ReLU. ``hidden_channels`` is the
     width between the two 3×3 convs: ``channels`` when unset (SAGAN); SNGAN-projection's released
     D keeps the input width there (dis_models/resblocks.py: hidden = in_channels).
     """

@@ -18,7 +18,9 @@ __all__ = ["LinearStem"]
 class LinearStem(nn.Module):
     """Generator stem: linear z → channels×size×size, reshaped to a feature map (SAGAN's first layer).
 
-    The official code uses a spectrally normalised linear layer to 4×4×(16·64).
+    The official code uses a spectrally normalised linear layer to 4×4×(16·64) (github
+    brain-research/self-attention-gan at ad9612e, ``generator.py:199``; ``spectral_norm: false``
+    gives the plain one of github sthalles/blog-resources ``sagan/celeb/model.py:11``).
     """
 
     def __init__(

@@ -19,7 +19,7 @@ Momentum = Annotated[float, pydantic.Field(ge=0, le=1)]
 
 @register("layer", "batch_norm")
 class BatchNorm(nn.BatchNorm2d):
-    """Plain 2-D batch norm with learned gain and bias (eps 1e-5 as in the official SAGAN code).
+    """Plain 2-D batch norm with learned gain and bias (eps 1e-5 as the official SAGAN code's, ops.py:363).
 
     ``momentum`` is torch's convention: the weight of the newest batch in the running
     statistics used in evaluation mode.
@@ -34,7 +34,8 @@ class ConditionalBatchNorm2d(nn.Module):
     """Class-conditional batch norm: shared statistics, a gain and bias per class.
 
     Batch norm without affine parameters followed by per-class gain (initialised to 1) and
-    bias (initialised to 0) looked up by label, as in the official SAGAN generator. With an
+    bias (initialised to 0) looked up by label, as in the official SAGAN generator
+    (github brain-research/self-attention-gan at ad9612e, ``ops.py:304-358``). With an
     unconditional model (num_classes == 0) it is plain batch norm with learned gain/bias and
     ignores labels. The tables are plain parameters (``class_gain``, ``class_bias``, shape
     classes × channels), so weight-init schemes leave them alone.

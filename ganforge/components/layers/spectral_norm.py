@@ -6,7 +6,8 @@ a GAN needs on top of it:
 
 * ``frozen_spectral_norm(module)``: stop ``u``/``v`` updates across a whole network while it
   stays in training mode (the official SAGAN code does not update ``u`` in D's pass on
-  generated images);
+  generated images: github brain-research/self-attention-gan at ad9612e, ``model.py:274-275``
+  passes ``update_collection="NO_OPS"``, which ``ops.py:170`` skips);
 * ``refresh_spectral_norm(module)``: reset ``u``/``v`` to the exact leading singular vectors
   of the current weights (used by init schemes after re-initialising weights);
 * ``apply_spectral_norm(...)``: the one place blocks go through to spectrally normalise a
@@ -17,7 +18,7 @@ torch's private internals (``_SpectralNorm``, ``_u``/``_v``, ...) are used only 
 ``ganforge.components.layers.torch_spectral_norm``.
 
 Numerical note: torch normalises ``x / max(‖x‖, eps)`` while the official TF code uses
-``x / (‖x‖ + eps)``; with eps = 1e-12 the two agree to float precision.
+``x / (‖x‖ + eps)`` (``ops.py:120-122``); with eps = 1e-12 the two agree to float precision.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ class SNConv2d(nn.Module):
     """2-D convolution with a spectrally normalised kernel (the SNGAN/SAGAN conv).
 
     ``padding=None`` means 'same' (kernel_size // 2, odd kernels only). The bias starts at
-    zero after an init scheme runs, as in the official code.
+    zero after an init scheme runs, as in the official code (``ops.py:206``).
     """
 
     def __init__(
@@ -238,7 +239,7 @@ class SNEmbedding(nn.Module):
     """Class-label embedding with a spectrally normalised table (labels → vector).
 
     Needs a class-conditional model (num_classes > 0). σ is that of the (classes × features)
-    table, the same as the official code's normalisation of its transpose.
+    table, the same as the official code's normalisation of its transpose (``ops.py:258-261``).
     """
 
     def __init__(
