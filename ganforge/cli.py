@@ -93,6 +93,18 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
 @click.option("--channels", type=click.IntRange(min=8), default=256, show_default=True, help="With --component.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="With --component.")
 @click.option("--pooled/--no-pooled", default=True, show_default=True, help="With --component: SAGAN's pooled keys.")
+@click.option("--evaluation", "evaluation_target", metavar="RUN_OR_CHECKPOINT", default=None,
+              type=click.Path(path_type=str),
+              help="Time `ganforge evaluate` of this run instead of training: generation, resize + Inception, the "
+                   "reference and each metric's maths (medians of --repeats on the same features, beside the float64 "
+                   "CPU precision/recall maths from before, for the before/after).")
+@click.option("--metrics", default="fid,kid,pr", show_default=True, help="With --evaluation.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="With --evaluation: generated images (and reference images).")
+@click.option("--reference", default=None, type=click.Path(path_type=str),
+              help="With --evaluation, as for `ganforge evaluate` [default: the training data].")
+@click.option("--inception", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="With --evaluation, as for `ganforge evaluate`.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Steps per timed repeat.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
@@ -103,14 +115,27 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
 @debug_option
 def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variants: tuple[str, ...], baseline: bool,
                       data: str, component: str | None, resolutions: str, channels: int, batch: int, pooled: bool,
-                      device: str, steps: int, repeats: int, warmup: int, no_flops: bool, json_path: str | None,
-                      debug: bool) -> None:
+                      evaluation_target: str | None, metrics: str, count: int, reference: str | None,
+                      inception: str | None, device: str, steps: int, repeats: int, warmup: int, no_flops: bool,
+                      json_path: str | None, debug: bool) -> None:
     """Median training throughput of a blueprint's variants, side by side, and how close to the device's limit.
 
     With --component self_attention, times the attention layer alone (fused against explicit).
+
+    With --evaluation RUN, times `ganforge evaluate RUN --metrics fid,kid,pr --n 5000` phase by phase:
+    generation and resize + Inception of the generated images (once), the reference's features (read
+    from the cache when there), and each metric's maths (median of --repeats on the same features),
+    with the float64 CPU precision/recall maths of before beside the new.
     """
     with user_errors(debug):
-        if component is not None:
+        if evaluation_target is not None:
+            from .commands.benchmark.evaluation import format_evaluation_table, measure_evaluation
+
+            names = [m.strip() for m in metrics.split(",") if m.strip()]
+            report = measure_evaluation(evaluation_target, metrics=names, n=count, repeats=repeats, device=device,
+                                        reference=reference, inception=inception)
+            text = format_evaluation_table(report)
+        elif component is not None:
             from .commands.benchmark.attention import format_attention_table, measure_attention
 
             sizes = _int_list(resolutions, "--resolutions")

@@ -20,6 +20,7 @@ from .engine.run_dir import RunDir
 from .errors import GanforgeError
 from .sampling.generation import conditioning_labels, generate
 from .sharding import current_shard, gather_rows
+from .components.metrics.phase_timings import EvaluationTimings, timed, timed_batches
 from .registry import Registry, default_registry
 
 from .components.data.images import IMAGE_EXTENSIONS as IMAGE_SUFFIXES  # the files imagefolder and prepare read
@@ -44,7 +45,8 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                        device: torch.device | str = "cpu", batch_size: int = 50, seed: int = 0,
                        progress: bool = True, generator_label: str = "generator",
                        batch_norm: str = "running statistics", registry: Registry | None = None,
-                       protocol: str = "standard", sharded: bool = False) -> Evaluation:
+                       protocol: str = "standard", sharded: bool = False,
+                       timings: EvaluationTimings | None = None) -> Evaluation:
     """Compute ``metrics`` for ``network`` (put in eval mode here) on ``n`` generated images.
 
     ``batch_norm`` says which statistics its batch norms hold, for the protocol. ``registry``
@@ -52,6 +54,7 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     ``protocol`` names how images reach Inception (``components/metrics/protocols.py``).
     ``sharded``: every process of a running process group calls this together, each generates and
     extracts its share of the images (``sharding.py``), and every one returns the same result.
+    ``timings`` (``components/metrics/phase_timings.py``) gets the seconds of each phase and the features.
     """
     from .components.metrics.features import extract_features
     from .components.metrics.inception import load_inception
@@ -81,8 +84,9 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
                 batches = generate(network, n=n, latent_dim=bp.generator.latent_dim,
                                    num_classes=bp.data.num_classes, batch_size=batch_size, seed=seed, device=device,
                                    batches=shard.batch_range(n, batch_size) if shard.world > 1 else None)
-                feats, logits = extract_features(batches, extract, total=count, progress=progress and shard.rank == 0,
-                                                 label=label)
+                with timed(timings, f"extraction: {label}", excluding="generation"):
+                    feats, logits = extract_features(timed_batches(timings, batches, "generation"), extract,
+                                                     total=count, progress=progress and shard.rank == 0, label=label)
         finally:
             network.train(was_training)
         if shard.world == 1:
@@ -113,9 +117,10 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     real_labels = None  # the reference images' classes, for the metrics that declare needs_real_labels
     if source is not None:
         wants_classes = any(capability(metric, "needs_real_labels", kind="metric") for metric in built)
-        real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
-                                                               batch_size=batch_size, progress=progress, shard=shard,
-                                                               labels=wants_classes)
+        with timed(timings, "reference"):
+            real, real_stats, reference_text = _reference_features(source, n=n, extractor=extractor,
+                                                                   batch_size=batch_size, progress=progress,
+                                                                   shard=shard, labels=wants_classes)
         real_labels = source.labels if isinstance(source, _Source) else None
     values: dict[str, float] = {}
     notes: dict[str, str] = {}
@@ -131,8 +136,9 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
         if _needs_full_features(metric) and real is None:
             raise GanforgeError(_STATS_ONLY.format(name=metric.name))
         logits = fake_logits if capability(metric, "needs_logits", kind="metric") else None
-        values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats,
-                                     **labels_for(metric)))
+        with timed(timings, f"metric: {metric.name}"):
+            values.update(metric.compute(real=real, fake=fake, fake_logits=logits, real_stats=real_stats,
+                                         **labels_for(metric)))
         notes.update(getattr(metric, "notes", None) or {})
     features = ([extractor.description] if extractor is not None else []) + list(detected)
     protocol_record = {
@@ -145,6 +151,8 @@ def evaluate_generator(network: Network, *, loaded: LoadedBlueprint, metrics: li
     }
     if extractor is not None:
         protocol_record = {"preprocessing": extractor.protocol.name, **protocol_record}
+    if timings is not None:
+        timings.real, timings.real_stats, timings.fake = real, real_stats, fake
     return Evaluation(values=values, protocol=protocol_record, notes=notes)
 
 

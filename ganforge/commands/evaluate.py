@@ -9,6 +9,7 @@ from ..errors import GanforgeError
 from ..evaluation import Evaluation, check_evaluation, evaluate_generator, record_evaluation, small_sample_warning
 
 if TYPE_CHECKING:
+    from ..components.metrics.phase_timings import EvaluationTimings
     from ..engine.restore import RestoredRun
     from ..registry import Registry
 
@@ -18,14 +19,16 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
                         prefer_ema: bool = True, standing_stats: int = 0, progress: bool = True,
                         warn: Callable[[str], None] | None = None,
                         registry: Registry | None = None,
-                        protocol: str | None = None) -> tuple["RestoredRun", Evaluation]:
+                        protocol: str | None = None, timings: EvaluationTimings | None = None,
+                        record: bool = True) -> tuple["RestoredRun", Evaluation]:
     """``ganforge evaluate``: restore a run or checkpoint, evaluate it, and record it in its ``metrics.jsonl``.
 
     Metric names, Inception weights and ``reference`` are checked first (a bad one fails in seconds,
     not after generating); ``warn`` gets the small-sample warning (default: stderr). With
     ``standing_stats`` N > 0 the batch-norm statistics are first recomputed over N passes.
     ``protocol`` (default: the run's ``train.eval_protocol``) names the Inception preprocessing. The
-    result is appended to the run's ``metrics.jsonl`` only when the run already has one.
+    result is appended to the run's ``metrics.jsonl`` only when the run already has one (and ``record``);
+    ``timings`` is passed to ``evaluate_generator`` (``ganforge benchmark --evaluation``).
     """
     from ..engine.distributed import choose_device
     from ..engine.restore import restore, warn_on_stderr
@@ -51,6 +54,8 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
                                 progress=progress, protocol=protocol,
                                 generator_label="EMA generator" if run.uses_ema else "raw generator",
                                 batch_norm=statistics,
-                                registry=run.registry if run.registry is not None else registry)
-    record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
+                                registry=run.registry if run.registry is not None else registry,
+                                timings=timings)
+    if record:
+        record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
     return run, result
