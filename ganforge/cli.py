@@ -27,6 +27,15 @@ def user_errors(debug: bool) -> Iterator[None]:
         sys.exit(getattr(err, "exit_code", 2))
 
 
+# Names from components/metrics/protocols.py, repeated so `--help` needs no torch (a test keeps them equal).
+PROTOCOL_NAMES = ("standard", "clean", "legacy")
+protocol_option = click.option(
+    "--protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
+    help="How images reach Inception: standard (uint8 as a PNG, TF1 bilinear; the TF reference's and "
+         "torch-fidelity's), clean (clean-fid's PIL bicubic), legacy (ganforge 0.1, float, F.interpolate) "
+         "[default: the blueprint's train.eval_protocol, standard].")
+
+
 def debug_option(func):  # type: ignore[no-untyped-def]
     return click.option("--debug", is_flag=True, default=False, help=DEBUG_HELP)(func)
 
@@ -105,6 +114,7 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
               help="With --evaluation, as for `ganforge evaluate` [default: the training data].")
 @click.option("--inception", default=None, type=click.Path(dir_okay=False, path_type=str),
               help="With --evaluation, as for `ganforge evaluate`.")
+@protocol_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Steps per timed repeat.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
@@ -116,8 +126,8 @@ def train_command(blueprint: str, overrides: tuple[str, ...], out: str | None, s
 def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variants: tuple[str, ...], baseline: bool,
                       data: str, component: str | None, resolutions: str, channels: int, batch: int, pooled: bool,
                       evaluation_target: str | None, metrics: str, count: int, reference: str | None,
-                      inception: str | None, device: str, steps: int, repeats: int, warmup: int, no_flops: bool,
-                      json_path: str | None, debug: bool) -> None:
+                      inception: str | None, protocol: str | None, device: str, steps: int, repeats: int,
+                      warmup: int, no_flops: bool, json_path: str | None, debug: bool) -> None:
     """Median training throughput of a blueprint's variants, side by side, and how close to the device's limit.
 
     With --component self_attention, times the attention layer alone (fused against explicit).
@@ -133,7 +143,7 @@ def benchmark_command(blueprint: str | None, overrides: tuple[str, ...], variant
 
             names = [m.strip() for m in metrics.split(",") if m.strip()]
             report = measure_evaluation(evaluation_target, metrics=names, n=count, repeats=repeats, device=device,
-                                        reference=reference, inception=inception)
+                                        reference=reference, inception=inception, protocol=protocol)
             text = format_evaluation_table(report)
         elif component is not None:
             from .commands.benchmark.attention import format_attention_table, measure_attention
@@ -179,13 +189,6 @@ standing_stats_option = click.option(
     "--standing-stats", "standing_stats", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
     help="First recompute the batch-norm statistics over N training-mode passes of 64 generated images (BigGAN's "
          "standing statistics; latents seeded by --seed + 1, uniform classes); 0 keeps the running statistics.")
-# Names from components/metrics/protocols.py, repeated so `--help` needs no torch (a test keeps them equal).
-PROTOCOL_NAMES = ("standard", "clean", "legacy")
-protocol_option = click.option(
-    "--protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
-    help="How images reach Inception: standard (uint8 as a PNG, TF1 bilinear; the TF reference's and "
-         "torch-fidelity's), clean (clean-fid's PIL bicubic), legacy (ganforge 0.1, float, F.interpolate) "
-         "[default: the blueprint's train.eval_protocol, standard].")
 
 
 @cli.command("sample")

@@ -46,6 +46,16 @@ def test_benchmark_prints_the_phases_and_old_beside_new_maths(cli, run, stand_in
     assert all(len(report["maths_s"][name]["repeats"]) == 2 for name in report["maths_s"])
     assert report["settings"]["n"] == 24 and report["torch_threads"] >= 1
     assert (run / "metrics.jsonl").read_text() == log_before  # a benchmark leaves the run's log alone
+    assert report["protocol"]["preprocessing"] == "standard"
+
+
+def test_benchmark_times_the_protocol_asked_for(cli, run, stand_in, tmp_path):
+    """--protocol legacy times the pre-issue-21 preprocessing: the before of resize + Inception."""
+    result = cli("benchmark", "--evaluation", run, "--metrics", "fid", "--n", "16", "--repeats", "1",
+                 "--inception", stand_in, "--device", "cpu", "--protocol", "legacy", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["protocol"]["preprocessing"] == "legacy"
+    assert "preprocessing: legacy" in result.stdout
 
 
 def test_timings_change_nothing_and_hold_the_features(run, stand_in):

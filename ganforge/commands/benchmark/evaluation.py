@@ -49,9 +49,11 @@ class EvaluationReport:
 
 def measure_evaluation(target: str, *, metrics: list[str], n: int, repeats: int, device: str = "auto",
                        reference: str | None = None, inception: str | None = None, batch_size: int = 50,
-                       seed: int = 0, progress: bool = True, before: bool = True) -> EvaluationReport:
+                       seed: int = 0, progress: bool = True, before: bool = True,
+                       protocol: str | None = None) -> EvaluationReport:
     """Evaluate ``target`` once with timings, then repeat each metric's maths (and, with ``before``,
-    the pre-issue-21 precision/recall maths) on the same features."""
+    the pre-issue-21 precision/recall maths) on the same features. ``protocol`` ``legacy`` times the
+    pre-issue-21 preprocessing (float images, ``F.interpolate``)."""
     from ...components.metrics.phase_timings import EvaluationTimings
     from ...contracts import capability
     from ...registry import default_registry
@@ -60,7 +62,7 @@ def measure_evaluation(target: str, *, metrics: list[str], n: int, repeats: int,
     timings = EvaluationTimings()
     run, result = evaluate_checkpoint(target, metrics=metrics, n=n, reference=reference, inception=inception,
                                       device=device, batch_size=batch_size, seed=seed, progress=progress,
-                                      timings=timings, record=False)
+                                      timings=timings, record=False, protocol=protocol)
     device_used = str(timings.fake.device) if timings.fake is not None else device
     report = EvaluationReport(target=str(target), step=run.step, once=dict(timings.seconds), values=result.values,
                               protocol=result.protocol,
