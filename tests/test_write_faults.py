@@ -8,17 +8,23 @@ folder raises PermissionError), so these tests run in both cases.
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import io
 import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from support import TINY, assert_clean_failure
+from support import ROOT, TINY, assert_clean_failure
 
 FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16", "--set", "train.log_every=1",
         "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=10"]
@@ -26,6 +32,12 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def cli_group():  # type: ignore[no-untyped-def]
+    from ganforge.cli import cli as group
+
+    return group
 
 
 def step_file(run: Path, step: int) -> Path:
@@ -234,3 +246,152 @@ def test_checkpoint_from_before_checksums_loads_with_one_warning(run):
     stripped.write_bytes(step_file(run, 2).read_bytes()[:-TRAILER_SIZE])
     with pytest.raises(ChecksumMismatch, match="trailer is missing"):
         load_checkpoint(stripped)
+
+
+# --- issue 22: a full disk, during training and during export ----------------------------------------
+# No small filesystem can be mounted here (no root needed, none assumed), so a full disk is made two
+# ways. In a subprocess, RLIMIT_FSIZE (SIGXFSZ ignored) makes the kernel refuse every write past the
+# limit with EFBIG: the real failure path through torch.save's C++ writer and safetensors' Rust one,
+# which ENOSPC takes too. In-process, the file object torch.save writes to raises ENOSPC itself.
+PROGRESS = ("[", "resumed from", "training to step", "no checkpoint in")  # what a run prints before failing
+
+
+def ganforge_on_a_full_disk(*args: object, limit: int) -> subprocess.CompletedProcess:
+    """``python -m ganforge ARGS`` in a process that cannot write a file past ``limit`` bytes."""
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ganforge", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300, preexec_fn=small_disk)
+
+
+def failed_mid_run(result, *, mentions: tuple[str, ...]) -> str:
+    """``assert_clean_failure`` for a run that fails after starting: its progress lines are left out, nothing else."""
+    code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:"), result.stderr
+    rest = [line for line in lines if not line.startswith(PROGRESS)]
+    return assert_clean_failure(SimpleNamespace(exit_code=code, stderr="\n".join(rest)), mentions=mentions)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_torch_save_hides_a_full_disk_behind_a_runtime_error(tmp_path):
+    """Why ``except OSError`` was not enough: the OSError is only the RuntimeError's context."""
+    class FillsUp(io.RawIOBase):
+        """Takes the first 2 KB, then the disk is full."""
+
+        taken = 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:  # type: ignore[no-untyped-def]
+            if self.taken > 2048:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.taken += len(data)
+            return len(data)
+
+    with pytest.raises(RuntimeError, match="unexpected pos") as caught:
+        torch.save({"w": torch.zeros(10_000)}, FillsUp())
+    assert isinstance(caught.value.__context__, OSError) and caught.value.__context__.errno == errno.ENOSPC
+
+
+def test_full_disk_mid_run_is_one_line_and_the_newest_checkpoint_stays(run):
+    """Subprocess, RLIMIT_FSIZE: the checkpoint (3.7 MB) cannot be written, the log lines (bytes) can."""
+    before = files_of(run / "checkpoints")
+    result = ganforge_on_a_full_disk("train", TINY, "--out", run, *FAST, "--steps", "4", "--resume", limit=1 << 20)
+    line = failed_mid_run(result, mentions=(f"cannot write checkpoint {step_file(run, 3)}", "File too large",
+                                            "the partial file was removed", "newest step-000000002.pt"))
+    assert "unexpected pos" not in line
+    assert files_of(run / "checkpoints") == before  # no partial step-3 file, no .tmp, steps 1 and 2 untouched
+
+    resumed = CliRunner().invoke(cli_group(), ["train", str(TINY), "--out", str(run), *FAST, "--steps", "3",
+                                               "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.stderr  # space again: it goes on from the intact checkpoint
+    assert f"resumed from {step_file(run, 2)} at step 2" in resumed.stderr
+
+
+def test_no_space_left_inside_torch_save_is_one_line(cli, run, monkeypatch):
+    """In-process, ENOSPC raised by the file torch.save writes to, halfway through: torch's own wrapping."""
+    from ganforge.engine import checksums
+
+    real_write = checksums.HashingWriter.write
+
+    def fills_up(self, data):  # type: ignore[no-untyped-def]
+        if self.size > 1 << 20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    before = files_of(run / "checkpoints")
+    monkeypatch.setattr(checksums.HashingWriter, "write", fills_up)
+    result = cli("train", TINY, "--out", run, *FAST, "--steps", "3", "--resume")
+    failed_mid_run(result, mentions=(str(step_file(run, 3)), "No space left on device", "partial file was removed"))
+    assert files_of(run / "checkpoints") == before
+
+
+def test_full_disk_before_the_first_checkpoint_says_none_exists(cli, tmp_path, monkeypatch):
+    from ganforge.engine import checksums
+
+    monkeypatch.setattr(checksums.HashingWriter, "write",
+                        lambda self, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    out = tmp_path / "fresh"
+    result = cli("train", TINY, "--out", out, *FAST, "--steps", "1")
+    failed_mid_run(result, mentions=(str(step_file(out, 1)), "No space left", "no earlier checkpoint exists"))
+    assert not any((out / "checkpoints").iterdir())
+
+
+def real_save_then(damage):  # type: ignore[no-untyped-def]
+    """A stand-in for safetensors' save_file: the real one, then ``damage(path)`` without any error."""
+    from safetensors.torch import save_file
+
+    def save(tensors, filename, metadata=None):  # type: ignore[no-untyped-def]
+        save_file(tensors, filename, metadata=metadata)
+        damage(Path(filename))
+
+    return save
+
+
+def truncate_to_half(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+EXPORT_FAULTS = {
+    # the kernel refuses the write (subprocess, RLIMIT_FSIZE): SafetensorError, once a traceback
+    "refused write": ("subprocess", None, ("File too large",)),
+    # the write "succeeds" but half the bytes never arrive (a lost buffered write): once exit 0, silent
+    "short file": ("patch", ("safetensors.torch.save_file", real_save_then(truncate_to_half)),
+                   ("of", "bytes reached the disk")),
+    # the disk only says so at fsync (delayed allocation, a network filesystem)
+    "fsync fails": ("patch", ("os.fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC,
+                                                                                 "No space left on device"))),
+                    ("No space left on device",)),
+}
+
+
+@pytest.mark.parametrize("fault", list(EXPORT_FAULTS))
+def test_export_into_a_full_disk_never_exits_0_nor_leaves_a_file(cli, trained, tmp_path, monkeypatch, fault):
+    how, patch, words = EXPORT_FAULTS[fault]
+    out = tmp_path / "out" / "model.safetensors"
+    if how == "subprocess":
+        result = ganforge_on_a_full_disk("export", trained, "--out", out, limit=64 << 10)
+    else:
+        monkeypatch.setattr(*patch)
+        result = cli("export", trained, "--out", out)
+    assert_clean_failure(result, mentions=(f"cannot write export {out}", *words))
+    assert list(out.parent.iterdir()) == []  # neither model.safetensors nor its .tmp
+
+
+def test_export_writes_a_complete_file_when_the_disk_has_room(cli, trained, tmp_path):
+    from ganforge.engine.export_format import read_export
+
+    out = tmp_path / "model.safetensors"
+    result = cli("export", trained, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    tensors, metadata = read_export(out)
+    assert metadata["step"] == "2" and tensors and list(tmp_path.iterdir()) == [out]

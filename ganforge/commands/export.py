@@ -20,7 +20,6 @@ safetensors itself stores only tensors and text, so loading a file from a strang
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -46,7 +45,7 @@ def export_generator(target: str | Path, out: str | Path, *, ema: bool = True,
     from safetensors.torch import save_file
 
     from ..version import __version__
-    from ..engine.samples import writing
+    from ..engine.durable import check_size, replacing
 
     out = Path(out)
     if out.suffix != SUFFIX:
@@ -63,13 +62,17 @@ def export_generator(target: str | Path, out: str | Path, *, ema: bool = True,
         "ganforge_version": __version__,
         "source": run.checkpoint.name,
     }
-    temporary = out.with_name(out.name + ".tmp")
-    with writing(out, "export"):
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(temporary), metadata=metadata)
-            os.replace(temporary, out)
-        except OSError:
-            temporary.unlink(missing_ok=True)
-            raise
+    # A temporary file, its size checked against what was written, fsynced, then renamed: a full disk
+    # (safetensors reports it as SafetensorError, or a buffered write loses it) leaves no file at ``out``.
+    with replacing(out, what="export") as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
+        check_size(temporary, _expected_size(temporary, tensors))
     return run, out
+
+
+def _expected_size(path: Path, tensors: dict) -> int:  # type: ignore[type-arg]
+    """What a complete safetensors file of ``tensors`` measures: 8 bytes, its header (length read back), the data."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    header = int.from_bytes(head, "little") if len(head) == 8 else 0
+    return 8 + header + sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())

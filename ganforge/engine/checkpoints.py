@@ -34,6 +34,7 @@ import torch
 from ..errors import GanforgeError
 from .checksums import (TRAILER_MAGIC, TRAILER_SIZE, ChecksumMismatch, HashingWriter, content_checksum,  # noqa: F401
                         recorded_checksum, trailer, verify_checksum)
+from .durable import check_size, replacing
 
 PATTERN = re.compile(r"^step-(\d{9})\.pt$")
 FORMAT = 2  # 2: sha256 trailer; 1: none (still loaded, with a warning, migrated by MIGRATIONS[1])
@@ -65,23 +66,29 @@ def save_best(folder: Path, state: dict[str, Any], *, step: int) -> Path:
 
 
 def _atomic_save(final: Path, state: dict[str, Any], *, step: int) -> Path:
-    """Temporary file, fsync, rename, fsync the folder: a crash leaves the old file or the new one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(final.name + ".tmp")
-    try:
+    """Temporary file, size check, fsync, rename, fsync the folder: a crash leaves the old file or the new one.
+
+    A failed write (disk full, quota, permissions; also as ``torch.save``'s RuntimeError wrapping of
+    it) is one GanforgeError naming ``final``; the partial file is removed and earlier checkpoints
+    stay as they were (``durable.replacing``).
+    """
+    with replacing(final, what="checkpoint", note=lambda: _kept_note(final)) as temporary:
         with open(temporary, "wb") as handle:
             hashing = HashingWriter(handle)
             torch.save({**state, "format": FORMAT, "step": step, "complete": True}, hashing)
             handle.write(trailer(hashing.digest.hexdigest()))
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except OSError as err:  # disk full, quota, permissions: earlier checkpoints stay as they were
-        temporary.unlink(missing_ok=True)
-        raise GanforgeError(f"cannot write checkpoint {final}: {err.strerror or err}; earlier checkpoints "
-                            "are intact (free space, then --resume)") from err
-    _fsync_dir(final.parent)
+        check_size(temporary, hashing.size + TRAILER_SIZE)
     return final
+
+
+def _kept_note(final: Path) -> str:
+    """What a failed checkpoint write leaves to resume from."""
+    kept = [path for path in list_checkpoints(final.parent) if path != final]
+    if not kept:
+        return "no earlier checkpoint exists (free space, then train again)"
+    return f"earlier checkpoints are intact (newest {kept[-1].name}; free space, then --resume)"
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -90,6 +97,14 @@ def list_checkpoints(folder: Path) -> list[Path]:
         return []
     found = [p for p in folder.iterdir() if PATTERN.match(p.name)]
     return sorted(found, key=step_of)
+
+
+def list_unfinished(folder: Path) -> list[Path]:
+    """Temporary files of checkpoint writes that never finished (the process was killed mid-write), by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".tmp") and
+                  (PATTERN.match(p.name[:-len(".tmp")]) or p.name == "best.pt.tmp"))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
@@ -126,8 +141,23 @@ def load_newest_valid(folder: Path, *, map_location: str | torch.device = "cpu",
         try:
             return path, load_checkpoint(path, map_location, warn=report)
         except Exception as err:  # truncated zip, bad pickle, checksum mismatch, wrong content: all mean "skip"
-            report(f"skipping unreadable checkpoint {path}: {type(err).__name__}: {err}")
+            report(f"skipping unreadable checkpoint {path}: {unreadable_reason(path, err)}")
     return None
+
+
+def unreadable_reason(path: Path, err: BaseException) -> str:
+    """Why ``path`` did not load, on one short line (torch's messages run to several sentences)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    text = " ".join(str(err).split())
+    first = text.split(". ", 1)[0][:200]
+    if first:
+        return f"{type(err).__name__}: {first}"
+    return type(err).__name__ if size is None else f"{type(err).__name__} ({size:,} bytes)"
 
 
 def read_newest_valid(folder: Path, *, map_location: str | torch.device = "cpu",
@@ -261,15 +291,3 @@ def write_best(folder: Path, record: CheckpointRecord) -> Path:
     """Write ``record`` as ``best.pt`` (atomic, checksummed); rotation never touches it."""
     return save_best(folder, record.to_dict(), step=record.step)
 
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -72,10 +72,13 @@ class HashingWriter:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.digest = hashlib.sha256()
+        self.size = 0  # bytes handed on: the writer compares it with the file's size before the rename
 
     def write(self, data: Any) -> int:
         self.digest.update(data)
-        return self.handle.write(data)
+        written = self.handle.write(data)
+        self.size += memoryview(data).nbytes
+        return written
 
     def flush(self) -> None:
         self.handle.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from ..errors import GanforgeError
 from ..memory_estimate import check_weights
 from ..components.layers.spectral_norm import refresh_spectral_norm
 from ..registry import Registry, default_registry
-from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid
-from .export_format import SUFFIX, read_export
+from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid, unreadable_reason
+from .export_format import SUFFIX, export_blueprint, export_step, read_export
 from .run_dir import RunDir
 
 
@@ -85,7 +84,8 @@ def find_record(target: str | Path, *,
         try:
             return path, read_checkpoint(path, warn=warn)
         except Exception as err:
-            raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({type(err).__name__}: {err})") from None
+            reason = unreadable_reason(path, err)
+            raise GanforgeError(f"{path}: not a readable ganforge checkpoint ({reason})") from None
     if path.is_dir():
         checkpoints = RunDir(path).checkpoints
         folder = checkpoints if checkpoints.is_dir() else path
@@ -137,16 +137,11 @@ def restore_export(target: str | Path, *, device: torch.device | str = "cpu", pr
     """
     path = Path(target)
     tensors, metadata = read_export(path)
-    try:
-        document = json.loads(metadata.get("blueprint", ""))
-        step = int(metadata.get("step", ""))
-    except ValueError as err:
-        raise GanforgeError(f"{path}: damaged export metadata ({err})") from None
-    if not isinstance(document, dict):
-        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is not a mapping)")
+    document, step = export_blueprint(metadata, path), export_step(metadata, path)
     which = metadata.get("generator")
     if which not in ("ema", "raw"):
-        raise GanforgeError(f"{path}: damaged export metadata (generator {which!r}, expected 'ema' or 'raw')")
+        raise GanforgeError(f"{path}: damaged export metadata (generator {str(which)[:40]!r}, expected 'ema' or "
+                            "'raw')")
     if not prefer_ema and which == "ema":
         warn(f"{path} holds the EMA generator only; the raw one was not exported (export it with --raw)")
     loaded = validate_document(document, file=f"{path} (stored blueprint)")
