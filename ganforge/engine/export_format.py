@@ -7,17 +7,25 @@ recognises one by the ``.safetensors`` suffix). The format is described in ``gan
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import GanforgeError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUFFIX", "read_export", "tensor_digest"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUFFIX", "export_blueprint", "export_step", "read_export",
+           "tensor_digest"]
 
 FORMAT_NAME = "ganforge-generator"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
+MAX_BLUEPRINT_CHARS = 4 * 1024 * 1024  # a resolved blueprint is a few KiB; its YAML chain is at most 1 MiB
+_DECIMAL = re.compile(r"[0-9]{1,18}")  # ASCII digits only (``re``'s \d and str.isdigit take any script's)
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -47,8 +55,8 @@ def read_export(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise GanforgeError(f"{path}: not a ganforge export (its metadata has no format {FORMAT_NAME!r}; "
                             "write one with `ganforge export RUN --out FILE.safetensors`)")
     version = metadata.get("format_version", "")
-    if not version.isdigit() or int(version) < 1:
-        raise GanforgeError(f"{path}: unknown export format version {version!r}")
+    if not _DECIMAL.fullmatch(version) or int(version) < 1:  # ASCII only: '١'.isdigit() is True, and int() takes it
+        raise GanforgeError(f"{path}: unknown export format version {version[:40]!r}")
     if int(version) > FORMAT_VERSION:
         raise GanforgeError(f"{path}: export format {version} is newer than this ganforge reads "
                             f"(up to {FORMAT_VERSION}): upgrade ganforge to load it")
@@ -56,3 +64,44 @@ def read_export(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     if recorded is None or tensor_digest(tensors) != recorded:
         raise GanforgeError(f"{path}: checksum mismatch: the weights changed after the file was written")
     return tensors, metadata
+
+
+def export_step(metadata: dict[str, str], path: Path) -> int:
+    """The training step an export records: ASCII decimal text, or one GanforgeError line."""
+    text = metadata.get("step", "")
+    if not _DECIMAL.fullmatch(text):
+        raise GanforgeError(f"{path}: damaged export metadata (step {text[:40]!r} is not a decimal number)")
+    return int(text)
+
+
+def export_blueprint(metadata: dict[str, str], path: Path) -> dict[str, Any]:
+    """The resolved blueprint an export records, parsed with bounds: a mapping, at most ``MAX_NESTING`` deep.
+
+    The depth is counted before ``json.loads`` runs, so a deeply nested list or object is refused
+    in one line instead of exhausting the parser's recursion.
+    """
+    from ..blueprint.loading import MAX_NESTING
+
+    text = metadata.get("blueprint", "")
+    if len(text) > MAX_BLUEPRINT_CHARS:
+        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is {len(text):,} characters, "
+                            f"more than {MAX_BLUEPRINT_CHARS:,})")
+    if json_depth(text) > MAX_NESTING:
+        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is nested more than {MAX_NESTING} "
+                            "levels deep)")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is not JSON: {err})") from None
+    if not isinstance(document, dict):
+        raise GanforgeError(f"{path}: damaged export metadata (the blueprint is not a mapping)")
+    return document
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON ``text`` nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub('""', text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
