@@ -20,7 +20,7 @@ from ..errors import GanforgeError
 from .checkpoints import CheckpointRecord, list_checkpoints, write_best, write_checkpoint
 from .calls import component_of
 from .distributed import Placement
-from .resume import resume_newest
+from .resume import check_fits, resume_newest
 from .run_log import RunLog
 from .run_dir import RunDir
 from .runtime import Runtime
@@ -257,6 +257,10 @@ class Trainer:
     def load_state(self, path: Path, state: CheckpointRecord) -> int:
         """Put a checkpoint (``path``, as ``state()`` built it) back into this run; returns its step."""
         update = self.update
+        check_fits(path, state, blueprint=self.loaded.document, networks={  # one line naming the first misfit
+            "generator": (update.generator.state_dict(), state.generator),
+            "discriminator": (update.discriminator.state_dict(), state.discriminator),
+            "ema": (update.ema.state_dict(), state.ema) if update.ema is not None else ({}, None)})
         try:
             update.generator.load_state_dict(state.generator)
             update.discriminator.load_state_dict(state.discriminator)
