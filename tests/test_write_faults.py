@@ -316,6 +316,17 @@ def test_full_disk_mid_run_is_one_line_and_the_newest_checkpoint_stays(run):
     assert f"resumed from {step_file(run, 2)} at step 2" in resumed.stderr
 
 
+def test_full_disk_under_the_tensorboard_events_is_one_line_without_the_writer_threads_traceback(tmp_path):
+    """Subprocess, RLIMIT_FSIZE 40 kB: the events file (the step-0 grid as an image, then scalars) is the first
+    write past it; TensorBoard's writer thread fails, and its exception used to print a traceback of its own."""
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    result = ganforge_on_a_full_disk("train", TINY, "--out", out, *FAST, "--set", "train.checkpoint_every=1000",
+                                     "--steps", "200", limit=40_000)
+    failed_mid_run(result, mentions=(f"cannot write TensorBoard logs to {out / 'tensorboard'}", "File too large"))
+    assert "Exception in thread" not in result.stderr
+
+
 def test_no_space_left_inside_torch_save_is_one_line(cli, run, monkeypatch):
     """In-process, ENOSPC raised by the file torch.save writes to, halfway through: torch's own wrapping."""
     from ganforge.engine import checksums

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from ..errors import GanforgeError
 from .samples import writing
 from .run_dir import RunDir
 
@@ -19,6 +22,7 @@ class RunLog:
     def __init__(self, path: Path, *, resume_from_step: int | None, note: str | Callable[[], str] = "") -> None:
         """``note`` ends the one-line error a refused write raises (e.g. that checkpoints are intact)."""
         self.path, self.note = path, note
+        self._events_failed = False
         with writing(path, "the metrics log", note=note):
             if resume_from_step is not None and path.exists():
                 # Entries past the checkpoint describe steps that will be trained again.
@@ -36,6 +40,9 @@ class RunLog:
             # On resume TensorBoard hides the old events past the checkpoint, as the log drops them.
             self._tensorboard = _tensorboard_writer(board, purge_step=None if resume_from_step is None
                                                     else resume_from_step + 1)
+        self._excepthook = threading.excepthook  # put back by close()
+        if self._tensorboard is not None:
+            threading.excepthook = _quiet_event_writer(self._excepthook)
 
     def write(self, record: dict[str, Any]) -> None:
         with writing(self.path, "the metrics log", note=self.note):
@@ -43,10 +50,11 @@ class RunLog:
                 handle.write(json.dumps(record) + "\n")
         if self._tensorboard is not None:
             step = record["step"]
-            for key, value in _flatten(record).items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._tensorboard.add_scalar(key, value, step)
-            self._tensorboard.flush()  # a user watching TensorBoard sees each logged step
+            with self._writing_events():
+                for key, value in _flatten(record).items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        self._tensorboard.add_scalar(key, value, step)
+                self._tensorboard.flush()  # a user watching TensorBoard sees each logged step
 
     def image_file(self, tag: str, path: Path, step: int) -> None:
         """The PNG at ``path`` (a sample grid just written) as a TensorBoard image; nothing without TensorBoard."""
@@ -57,12 +65,33 @@ class RunLog:
 
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
-        self._tensorboard.add_image(tag, pixels, step, dataformats="HWC")
-        self._tensorboard.flush()
+        with self._writing_events():
+            self._tensorboard.add_image(tag, pixels, step, dataformats="HWC")
+            self._tensorboard.flush()
 
     def close(self) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        board, self._tensorboard = self._tensorboard, None
+        if board is None:
+            return
+        threading.excepthook = self._excepthook
+        failed_before = self._events_failed  # then its writer thread raises the same error again
+        in_flight = sys.exc_info()[1] is not None  # closed while an error stops the run: that error is the one line
+        try:
+            with self._writing_events():
+                board.close()
+        except GanforgeError:
+            if not (failed_before or in_flight):
+                raise
+
+    @contextlib.contextmanager
+    def _writing_events(self) -> Iterator[None]:
+        """TensorBoard's writer thread fails on a full disk, and its next flush raises that: one line, as for the log."""
+        try:
+            with writing(RunDir(self.path.parent).tensorboard, "TensorBoard logs to", note=self.note):
+                yield
+        except GanforgeError:
+            self._events_failed = True
+            raise
 
 
 def _step_of(line: str) -> float:
@@ -81,6 +110,20 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def _quiet_event_writer(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``threading.excepthook`` without the traceback of TensorBoard's event-writer thread failing a write.
+
+    The thread keeps the OSError and the next ``flush`` raises it, which ``RunLog`` turns into one
+    line; every other thread's exception goes to ``previous`` as before.
+    """
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    return hook
 
 
 def _tensorboard_writer(folder: Path, purge_step: int | None = None):  # type: ignore[no-untyped-def]
