@@ -398,6 +398,14 @@ def test_export_into_a_full_disk_never_exits_0_nor_leaves_a_file(cli, trained, t
     assert list(out.parent.iterdir()) == []  # neither model.safetensors nor its .tmp
 
 
+def test_export_under_a_regular_file_names_it(cli, trained, tmp_path):
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where a folder belongs")
+    assert_clean_failure(cli("export", trained, "--out", blocker / "model.safetensors"),
+                         mentions=(str(blocker / "model.safetensors"), f"Not a directory ({blocker})"))
+    assert blocker.read_text() == "a file where a folder belongs"
+
+
 def test_export_writes_a_complete_file_when_the_disk_has_room(cli, trained, tmp_path):
     from ganforge.engine.export_format import read_export
 

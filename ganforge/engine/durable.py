@@ -90,7 +90,10 @@ def replacing(final: Path, *, what: str, note: Callable[[], str] | None = None) 
     """
     temporary = final.with_name(final.name + ".tmp")
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as err:  # a file where a folder belongs: say that, not "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", err.filename) from None
         yield temporary
         sync_file(temporary)
         os.replace(temporary, final)
