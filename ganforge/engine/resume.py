@@ -61,6 +61,8 @@ def _first_misfit(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]
         if key not in theirs:
             return f"{key} is missing from the checkpoint"
         saved = theirs[key]
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state: its own load_state_dict judges it
+            continue
         if not isinstance(saved, torch.Tensor) or tuple(saved.shape) != tuple(tensor.shape):
             shape = list(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
             return f"{key} has shape {shape} in the checkpoint but {list(tensor.shape)} here"
