@@ -257,8 +257,9 @@ def export_command(target: str, out: str, raw: bool, debug: bool) -> None:
 @click.argument("target", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=str))
 @click.option("--metrics", default="fid,kid,pr", show_default=True,
               help="Comma-separated registered metrics (see `ganforge components metric`).")
-@click.option("--n", "count", type=click.IntRange(min=2), default=50_000, show_default=True,
-              help="Generated images (and at most this many reference images).")
+# --n is checked by check_arguments (at least 2, and features that fit in memory): one line, not click's usage text.
+@click.option("--n", "count", type=int, default=50_000, show_default=True,
+              help="Generated images (and at most this many reference images); at least 2.")
 @click.option("--reference", type=click.Path(path_type=str), default=None,
               help="Folder of images, or .npz with features (or pytorch-fid mu/sigma) [default: the run's training data].")
 @click.option("--inception", type=click.Path(dir_okay=False, path_type=str), default=None,

@@ -35,36 +35,75 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str], origins: Origins | None = None) -> dict[str, Any]:
-    """Return a copy of ``document`` with each override applied in order."""
+    """Return a copy of ``document`` with each override applied in order.
+
+    Setting a component's ``type`` to another one (``--set data.type=npz``) replaces that mapping's
+    settings, as a type change in an ``extends`` child does (``loading.deep_merge``): the old
+    component's keys mean nothing to the new one. Keys given by earlier ``--set`` options inside it
+    are set again, so the order of the options does not matter.
+    """
     out = copy.deepcopy(document)
+    done: list[tuple[list[str | int], Any]] = []
     for text in overrides:
         parts, value = parse_override(text)
-        node: Any = out
-        for depth, part in enumerate(parts[:-1]):
-            here = join_path(*parts[: depth + 1])
-            created = isinstance(node, dict) and node.get(part if isinstance(part, str) else str(part)) is None
-            node = _child(node, part, here, create=True, next_part=parts[depth + 1])
-            if created and origins is not None:
-                origins[here] = "--set"  # a key that exists only because of this override
-        last = parts[-1]
-        path = join_path(*parts)
-        if isinstance(node, list):
-            if not isinstance(last, int) or not 0 <= last <= len(node):
-                raise BlueprintError(f"no list item {last} (the list has {len(node)} items; "
-                                     f"index {len(node)} appends)", path=path, file="--set")
-            if last == len(node):
-                node.append(value)
-            else:
-                node[last] = value
-        elif isinstance(node, dict):
-            node[last if isinstance(last, str) else str(last)] = value
-        else:
-            raise BlueprintError(f"cannot set a key inside a {type(node).__name__}", path=path, file="--set")
-        if origins is not None:
-            for stale in [p for p in origins if p == path or p.startswith(path + ".") or p.startswith(path + "[")]:
-                del origins[stale]
-            record_origins(value, "--set", origins, path)
+        _assign(out, parts, value, origins, earlier=done)
+        done.append((parts, value))
     return out
+
+
+def _assign(out: dict[str, Any], parts: list[str | int], value: Any, origins: Origins | None, *,
+            earlier: list[tuple[list[str | int], Any]]) -> None:
+    """Set ``parts`` to ``value`` in ``out``; ``earlier`` are the overrides applied before, for a type change."""
+    node: Any = out
+    parent: Any = None
+    for depth, part in enumerate(parts[:-1]):
+        here = join_path(*parts[: depth + 1])
+        created = isinstance(node, dict) and node.get(part if isinstance(part, str) else str(part)) is None
+        parent, node = node, _child(node, part, here, create=True, next_part=parts[depth + 1])
+        if created and origins is not None:
+            origins[here] = "--set"  # a key that exists only because of this override
+    last = parts[-1]
+    path = join_path(*parts)
+    if isinstance(node, list):
+        if not isinstance(last, int) or not 0 <= last <= len(node):
+            raise BlueprintError(f"no list item {last} (the list has {len(node)} items; "
+                                 f"index {len(node)} appends)", path=path, file="--set")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    elif isinstance(node, dict):
+        key = last if isinstance(last, str) else str(last)
+        if key == "type" and parent is not None and "type" in node and node["type"] != value:
+            _retype(out, parent, parts[:-1], value, origins, earlier=earlier)
+            return
+        node[key] = value
+    else:
+        raise BlueprintError(f"cannot set a key inside a {type(node).__name__}", path=path, file="--set")
+    if origins is not None:
+        _forget(origins, path)
+        record_origins(value, "--set", origins, path)
+
+
+def _retype(out: dict[str, Any], parent: Any, section: list[str | int], value: Any, origins: Origins | None, *,
+            earlier: list[tuple[list[str | int], Any]]) -> None:
+    """``section`` (inside ``parent``) becomes a new mapping holding only its new ``type``, then the earlier
+    ``--set`` keys inside it; a new mapping, not a cleared one, so a place sharing the old one keeps it."""
+    slot = section[-1]
+    parent[slot if isinstance(parent, list) or isinstance(slot, str) else str(slot)] = {"type": value}
+    where = join_path(*section)
+    if origins is not None:
+        _forget(origins, where)
+        origins[where] = origins[join_path(where, "type")] = "--set"  # what it lacks now, --set left out
+    for parts, given in earlier:
+        if len(parts) > len(section) and parts[:len(section)] == section and parts[len(section)] != "type":
+            _assign(out, parts, given, origins, earlier=[])
+
+
+def _forget(origins: Origins, path: str) -> None:
+    """Drop the recorded origins of ``path`` and of everything inside it."""
+    for stale in [p for p in origins if p == path or p.startswith(path + ".") or p.startswith(path + "[")]:
+        del origins[stale]
 
 
 def _child(node: Any, part: str | int, here: str, *, create: bool, next_part: str | int) -> Any:

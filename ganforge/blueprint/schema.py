@@ -113,6 +113,14 @@ class DataSpec(ComponentSpec):
 
 
 class TrainSpec(_Strict):
+    """The ``train:`` section: how long, how big, how often to log, checkpoint, sample and evaluate.
+
+    ``max_abs_loss`` (the divergence guard for finite losses) is off, null, by default: loss scales differ
+    by orders of magnitude between losses and stages (hinge and non-saturating losses stay near 1, a WGAN
+    critic's drifts into the thousands unharmed), so no one bound is safe for every blueprint, and off keeps
+    existing runs exactly as they were. Non-finite losses stop a run whatever it says.
+    """
+
     batch_size: int = Field(default=64, ge=1)
     steps: int = Field(default=10_000, ge=1)
     seed: int = 0
@@ -132,6 +140,10 @@ class TrainSpec(_Strict):
     sample_every: int = Field(default=1000, ge=1)
     checkpoint_every: int = Field(default=1000, ge=1)
     keep_checkpoints: int = Field(default=3, ge=1)
+    max_abs_loss: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="stop (exit 2, the last good checkpoint kept) at the first step whose D or G loss is larger "
+        "than this in magnitude, e.g. 1e4 for hinge losses; null: off, only non-finite losses stop a run")
     eval_every: int | None = Field(default=None, ge=1, description="evaluate every N steps (off when null)")
     eval_images: int = Field(default=10_000, ge=2, description="generated (and reference) images per evaluation")
     eval_metrics: list[str] = Field(default_factory=lambda: ["fid"], min_length=1)

@@ -34,12 +34,12 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
     from ..engine.restore import restore, warn_on_stderr
     from ..sampling.standing_stats import seeded_standing_statistics
 
-    if not metrics:
-        raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
+    check_arguments(metrics=metrics, n=n, reference=reference, registry=registry)
     warn = warn_on_stderr if warn is None else warn
     dev = choose_device(device)
     check_evaluation(metrics, reference=reference, inception=inception, device=dev, registry=registry,
                      protocol=protocol or "standard")
+    _check_reference_rows(reference)
     run = restore(target, device=dev, prefer_ema=prefer_ema, registry=registry)
     warning = small_sample_warning(metrics, n)
     if warning:
@@ -59,3 +59,84 @@ def evaluate_checkpoint(target: str | Path, *, metrics: list[str], n: int, refer
     if record:
         record_evaluation(run.run_dir, result, step=run.step, checkpoint=run.checkpoint)
     return run, result
+
+
+# Inception's pool3 features, kept in float64 for the generated images and as many reference images.
+_FEATURE_BYTES = 2 * 2048 * 8
+_ZIP_SIGNATURE = b"PK"  # an .npz is a zip archive; np.load reads anything else as a pickle and says so
+
+
+def check_arguments(*, metrics: list[str], n: int, reference: str | None, registry: Registry | None = None) -> None:
+    """What ``evaluate`` refuses before it loads Inception, a checkpoint or generates an image (``GanforgeError``).
+
+    ``metrics``: at least one, each registered, none twice; ``n``: at least 2 (a covariance needs two) and
+    no more than the features of ``n`` generated and ``n`` reference images fit in this machine's memory
+    (checked from the count, in no time); ``reference``: a folder or an ``.npz`` (zip) file.
+    """
+    from ..registry import default_registry
+
+    if not metrics:
+        raise GanforgeError("--metrics: name at least one metric, e.g. --metrics fid")
+    twice = sorted({name for name in metrics if metrics.count(name) > 1})
+    if twice:
+        raise GanforgeError(f"--metrics: {', '.join(twice)} named more than once (each metric is computed once)")
+    registry = default_registry() if registry is None else registry
+    for name in metrics:
+        try:
+            registry.get("metric", name)
+        except GanforgeError as err:
+            raise GanforgeError(f"--metrics: {err}") from None
+    check_count(n)
+    if reference is not None:
+        _check_reference_kind(Path(reference).expanduser(), reference)
+
+
+def check_count(n: int) -> None:
+    """``--n``: at least 2 images, and few enough that their features fit in memory."""
+    if n < 2:
+        raise GanforgeError(f"--n {n}: evaluate needs at least 2 images (10,000 or more for numbers worth comparing)")
+    memory = _physical_memory()
+    if n * _FEATURE_BYTES > memory:
+        raise GanforgeError(f"--n {n:,}: the Inception features of {n:,} generated and as many reference images "
+                            f"would take {n * _FEATURE_BYTES / 2**30:,.0f} GiB, more than this machine's "
+                            f"{memory / 2**30:,.0f} GiB of memory; use at most --n {memory // _FEATURE_BYTES:,}")
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (1 TiB where the platform does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 2**40
+
+
+def _check_reference_kind(path: Path, given: str) -> None:
+    """A ``--reference`` file must be an ``.npz`` archive; folders are checked by ``check_evaluation``."""
+    if not path.is_file():
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_ZIP_SIGNATURE))
+    except OSError as err:
+        raise GanforgeError(f"--reference {given}: cannot read it: {err.strerror or err}") from None
+    if head != _ZIP_SIGNATURE:
+        raise GanforgeError(f"--reference {given}: not an .npz file (an array `features`, or `mu` and `sigma`) "
+                            "nor a folder of images")
+
+
+def _check_reference_rows(reference: str | None) -> None:
+    """A reference with fewer than 2 images or feature rows gives no covariance: refused before generating."""
+    from ..evaluation import check_reference
+
+    if reference is None:
+        return
+    found = check_reference(reference)  # already read by check_evaluation when a metric needed it
+    if isinstance(found, tuple):  # mu and sigma: a fitted Gaussian, whatever its image count
+        return
+    count = int(found.shape[0]) if hasattr(found, "shape") else len(found)
+    if count < 2:
+        what = "feature row" if hasattr(found, "shape") else "image"
+        raise GanforgeError(f"--reference {reference}: holds {count} {what}; the metrics need at least 2 "
+                            "(10,000 or more for numbers worth comparing)")

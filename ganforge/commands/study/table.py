@@ -8,6 +8,7 @@ Runs that failed (diverged) count in no n; the markdown lists them under the tab
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,20 +84,31 @@ def write_tables(results: list[RunResult], variants: list[StudyVariant], out: Pa
     out.mkdir(parents=True, exist_ok=True)
     keys = metric_keys(results)
     paths = {"markdown": out / MARKDOWN, "runs": out / RUNS_CSV, "summary": out / SUMMARY_CSV}
-    paths["markdown"].write_text(markdown(results, variants), encoding="utf-8")
-    with open(paths["runs"], "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "folder", "seed", "step", *keys, "failed"])
-        for r in results:
-            writer.writerow([r.variant.name, str(r.folder), r.seed, r.step,
-                             *(repr(r.values[k]) if k in r.values else "" for k in keys), r.failed or ""])
-    with open(paths["summary"], "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "metric", "n", "mean", "std"])
-        for row in summarise(results, variants):
-            for s in row:
-                writer.writerow([s.variant.name, s.metric, s.n, _number(s.mean), _number(s.std)])
+    runs = [["variant", "folder", "seed", "step", *keys, "failed"]]
+    runs += [[r.variant.name, str(r.folder), r.seed, r.step,
+              *(repr(r.values[k]) if k in r.values else "" for k in keys), r.failed or ""] for r in results]
+    summary = [["variant", "metric", "n", "mean", "std"]]
+    summary += [[s.variant.name, s.metric, s.n, _number(s.mean), _number(s.std)]
+                for row in summarise(results, variants) for s in row]
+    _write_whole(paths["markdown"], markdown(results, variants))
+    _write_whole(paths["runs"], _csv_text(runs))
+    _write_whole(paths["summary"], _csv_text(summary))
     return paths
+
+
+def _csv_text(rows: list[list[object]]) -> str:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Replace ``path`` whole (``durable.replacing``): a study killed mid-write leaves the old table, never half a one."""
+    from ...engine.durable import replacing
+
+    with replacing(path, what="study table") as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 def _number(value: float | None) -> str:
