@@ -27,7 +27,7 @@ def train(run: "Trainer") -> int:
     fixed = run.fixed_sample_inputs()
     if main and update.step == 0:  # what training starts from; a resumed run keeps its own
         run.save_samples(fixed, log)
-    interval = Interval(update.device, update.images_seen)
+    interval = Interval(update.device, update.images_seen, max_abs_loss=run.train.max_abs_loss)
     first = update.step + 1  # the progress line shows this step too, not only every log_every
     stop = StopRequest(describe=lambda: f"finishing step {update.step + 1}, then checkpointing", report=run.report)
     try:
@@ -40,7 +40,7 @@ def train(run: "Trainer") -> int:
                 show_first = update.step == first and not now.log and progress.enabled
                 if now.checks_losses or show_first or stopping or not run.runtime.cuda:
                     # Syncs with the GPU: only here, so nothing is ever written after a non-finite loss.
-                    run.raise_if_diverged(interval.first_bad())
+                    run.raise_if_diverged(interval.first_bad(), size=interval.size_at)
                 run.check_skipped()
                 if now.log:
                     mean, rate = interval.read(update.images_seen)
@@ -68,23 +68,43 @@ def train(run: "Trainer") -> int:
 
 
 class Interval:
-    """Losses and images since the last log line, kept on the device (no sync until read)."""
+    """Losses and images since the last log line, kept on the device (no sync until read).
 
-    def __init__(self, device: torch.device, images_seen: int) -> None:
+    A step is bad when a loss is non-finite or, with ``max_abs_loss`` (``train.max_abs_loss``), larger
+    than it in magnitude: one device-side step covers both, read only where the loop already syncs.
+    """
+
+    def __init__(self, device: torch.device, images_seen: int, *, max_abs_loss: float | None = None) -> None:
         self.totals = torch.zeros(2, device=device)
         self.bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.max_abs_loss = max_abs_loss
+        # The largest |loss| of the first bad step (NaN or inf when it was non-finite): why it was bad.
+        self.bad_size = torch.full((), float("nan"), device=device)
         self.reset(images_seen)
 
     def add(self, step: int, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
         losses = torch.stack([d_loss, g_loss])
-        finite = torch.isfinite(losses).all()
-        self.bad = torch.where((~finite) & (self.bad < 0), step, self.bad)
+        good = torch.isfinite(losses).all()
+        if self.max_abs_loss is not None:  # off: the same kernels as before the limit existed
+            size = losses.detach().abs().max().float()  # NaN when a loss is NaN
+            good = good & (size <= self.max_abs_loss)
+            first = (~good) & (self.bad < 0)
+            self.bad_size = torch.where(first, size, self.bad_size)
+        self.bad = torch.where((~good) & (self.bad < 0), step, self.bad)
         self.totals += torch.nan_to_num(losses)
         self.counted += 1
 
     def first_bad(self) -> int:
-        """The first step with a non-finite loss, or -1."""
+        """The first step with a non-finite loss (or one above ``max_abs_loss``), or -1."""
         return int(self.bad)
+
+    def size_at(self, step: int) -> float | None:
+        """The largest |loss| of ``step``, this interval's first bad step: finite when it was above
+        ``max_abs_loss``, NaN or inf when non-finite; None without a limit or for another rank's step.
+        Syncs: read only on the way out."""
+        if step < 0 or self.max_abs_loss is None or step != self.first_bad():
+            return None
+        return float(self.bad_size)
 
     def read(self, images_seen: int) -> tuple[list[float], float]:
         """Mean D and G losses, and images per second, over the interval."""

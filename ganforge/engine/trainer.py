@@ -8,6 +8,7 @@ log records.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,19 @@ if TYPE_CHECKING:
 
 
 class TrainingDiverged(GanforgeError):
+    """A non-finite loss: a training outcome (exit 1), not bad input."""
+
     exit_code = 1
+
+
+# --resume restores the optimisers' state, their learning rates included: a lower rate needs a new run.
+_AFRESH = "lower the learning rates and start afresh: --resume keeps the checkpoint's"
+
+
+class LossAboveLimit(TrainingDiverged):
+    """A finite loss above ``train.max_abs_loss``: a limit the user set, refused like ``data.max_skipped`` (exit 2)."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -136,12 +149,28 @@ class Trainer:
             raise GanforgeError(f"{stream.skipped} unreadable images skipped, more than data.max_skipped "
                                 f"({limit}): check data.root or raise data.max_skipped")
 
-    def raise_if_diverged(self, bad_step: int) -> None:
-        if bad_step >= 0:
-            raise TrainingDiverged(
-                f"non-finite loss at step {bad_step}; the last good checkpoint in {self.run_dir.checkpoints} "
-                "is kept (lower the learning rates or use train.precision=fp32, then --resume)"
-            )
+    def raise_if_diverged(self, bad_step: int, *, size: Callable[[int], float | None] | None = None) -> None:
+        """Stop at ``bad_step`` (-1: none), the first step whose loss was non-finite or above ``train.max_abs_loss``.
+
+        ``size(step)`` (``loop.Interval.size_at``, read only here) says which: the step's largest |loss|,
+        finite when it was above the limit, NaN/inf when non-finite, None when not known in this process.
+        """
+        if bad_step < 0:
+            return
+        folder = self.run_dir.checkpoints
+        newest = list_checkpoints(folder)[-1:]  # every file written so far is from a good step
+        kept = (f"the last good checkpoint in {folder} is kept ({newest[0].name})" if newest
+                else f"no checkpoint was written to {folder} yet")
+        limit = self.train.max_abs_loss
+        seen = None if size is None or limit is None else size(bad_step)
+        if seen is not None and math.isfinite(seen):
+            raise LossAboveLimit(f"{self.loaded.file}: train.max_abs_loss: a loss of {seen:.3g} at step {bad_step} "
+                                 f"is above the limit ({limit:g}); {kept} (raise train.max_abs_loss and --resume, "
+                                 f"or {_AFRESH})")
+        what = "non-finite loss" if limit is None or seen is not None else \
+            f"non-finite loss or one above train.max_abs_loss ({limit:g})"
+        raise TrainingDiverged(f"{what} at step {bad_step}; {kept} (use train.precision=fp32 and --resume, "
+                               f"or {_AFRESH})")
 
     def record(self, mean: list[float], rate: float) -> dict[str, Any]:
         update = self.update

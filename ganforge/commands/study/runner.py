@@ -155,7 +155,8 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
                                 batch_size=evaluation.batch_size, seed=EVAL_SEED, progress=False,
                                 generator_label="EMA generator" if run.uses_ema else "raw generator",
                                 protocol=evaluation.protocol or train_spec.eval_protocol)
-    record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
+    if not _logged(folder, step=run.step, checkpoint=run.checkpoint, values=result.values):
+        record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
     done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
     if previous is not None and previous["step"] == run.step:
         done.update(metrics=list(previous["metrics"]), values=dict(previous["values"]),
@@ -189,6 +190,24 @@ def _current_names(done: dict[str, Any]) -> dict[str, Any]:
     if "coverage" in values and "density_coverage" not in metrics:
         values["combination_coverage"] = values.pop("coverage")
     return {**done, "metrics": metrics, "values": values}
+
+
+def _logged(folder: Path, *, step: int, checkpoint: Any, values: dict[str, Any]) -> bool:
+    """Whether the run's log already holds this evaluation, the same numbers of the same checkpoint: a study
+    killed between the log entry and ``done.json`` evaluates again on the rerun and must not log it twice."""
+    try:
+        lines = RunDir(folder).metrics.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (isinstance(record, dict) and record.get("event") == "evaluation" and record.get("step") == step
+                and record.get("checkpoint") == str(checkpoint) and all(record.get(k) == v for k, v in values.items())):
+            return True
+    return False
 
 
 def write_json(path: Path, value: Any) -> None:
