@@ -40,6 +40,9 @@ class DataStream:
     pin_memory: bool = False
     epoch: int = 0
     offset: int = 0  # samples of this epoch already consumed by this rank
+    # where in this epoch's order the ranks' partition starts: 0, except in the epoch a run resumed into
+    # with another number of processes, which shares out what the old ones had not read yet
+    start: int = 0
     skipped: int = 0  # unreadable files the dataset replaced so far
     repeat: bool = False  # read one batch, then return it on every call (a benchmark's model step alone)
 
@@ -57,10 +60,16 @@ class DataStream:
                 f"per process ({self.world_size} process(es)): lower train.batch_size or use more data")
         self.batches_per_epoch = per_rank // self.batch_size
 
+    @property
+    def epoch_length(self) -> int:
+        """Samples of an epoch read by all ranks together: whole global batches, so the same for any
+        number of processes that splits the same global batch."""
+        return self.batches_per_epoch * self.batch_size * self.world_size
+
     def _epoch_indices(self) -> list[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
-        mine = order[self.rank :: self.world_size][: self.batches_per_epoch * self.batch_size]
+        mine = order[self.start : self.epoch_length][self.rank :: self.world_size]
         return mine[self.offset :]
 
     def _start_epoch(self) -> None:
@@ -81,7 +90,7 @@ class DataStream:
         try:
             batch = next(self._iterator)  # type: ignore[arg-type]
         except StopIteration:
-            self.epoch, self.offset = self.epoch + 1, 0
+            self.epoch, self.offset, self.start = self.epoch + 1, 0, 0
             self._start_epoch()
             batch = next(self._iterator)  # type: ignore[arg-type]
         self.offset += self.batch_size
@@ -96,11 +105,25 @@ class DataStream:
         return batch[0], batch[1]
 
     def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "offset": self.offset, "skipped": self.skipped}
+        return {"epoch": self.epoch, "offset": self.offset, "skipped": self.skipped, "start": self.start,
+                "world_size": self.world_size}
 
-    def restore(self, state: dict[str, int]) -> None:
+    def restore(self, state: dict[str, int], *, written_by: int | None = None) -> bool:
+        """Continue where ``state`` was; True when it was written by another number of processes.
+
+        Then the samples the old ranks had read of this epoch (a prefix of its order: every rank reads
+        every world-size-th sample) are skipped, and the rest is shared out over the new ranks: each
+        global batch holds the images it would have held without the change. ``written_by`` is the old
+        world size for a state that does not record it (before this field).
+        """
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self.start = int(state.get("start", 0))
         self.skipped = int(state.get("skipped", 0))
-        if self.offset >= self.batches_per_epoch * self.batch_size:
-            self.epoch, self.offset = self.epoch + 1, 0
+        saved_world = int(state.get("world_size") or written_by or self.world_size)
+        moved = saved_world != self.world_size
+        if moved:
+            self.start, self.offset = self.start + self.offset * saved_world, 0
+        if self.start + self.offset * self.world_size >= self.epoch_length:
+            self.epoch, self.offset, self.start = self.epoch + 1, 0, 0
         self._iterator = None
+        return moved

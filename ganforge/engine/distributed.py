@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ..errors import GanforgeError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class Placement:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # whether ``place_process`` created the process group (``leave`` destroys only that one): a study
+    # joins once and trains run after run in the same group
+    joined: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -70,9 +76,10 @@ def place_process(choice: str) -> Placement:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=process_group_timeout())
-    return Placement(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
+    return Placement(device=device, rank=rank, world_size=world_size, local_rank=local_rank, joined=joined)
 
 
 def any_rank(flag: bool, placement: Placement, group: object = None) -> bool:
@@ -97,4 +104,33 @@ def leave(placement: Placement) -> None:
     """
     if placement.distributed and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        if placement.joined:
+            dist.destroy_process_group()
+
+
+def on_main(placement: Placement | None, work: Callable[[], T], group: object = None) -> T:
+    """``work()`` done by rank 0 alone, its result or its error handed to every rank (a collective).
+
+    What only rank 0 does (write a file, read a marker) must fail on every rank or on none: a rank
+    failing alone leaves the others waiting at their next collective until the process-group timeout.
+    Rank 0 re-raises its own exception; the others raise a ``GanforgeError`` with its one line and exit code.
+    ``placement`` None: a single process.
+    """
+    if placement is None or not placement.distributed:
+        return work()
+    box: list[Any] = [None]
+    failure: BaseException | None = None
+    if placement.is_main:
+        try:
+            box[0] = ("done", work())
+        except BaseException as err:  # noqa: BLE001  (handed on, then re-raised)
+            failure = err
+            box[0] = ("failed", " ".join(str(err).split()) or type(err).__name__, getattr(err, "exit_code", 2))
+    dist.broadcast_object_list(box, src=0, group=group)
+    if failure is not None:
+        raise failure
+    if box[0][0] == "failed":
+        error = GanforgeError(box[0][1])
+        error.exit_code = box[0][2]  # type: ignore[attr-defined]
+        raise error
+    return box[0][1]

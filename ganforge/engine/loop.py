@@ -25,8 +25,9 @@ def train(run: "Trainer") -> int:
     log = run.open()  # the run folder, --resume, the run log
     progress = Progress(total=options.steps, start=update.step, enabled=options.progress and main)
     fixed = run.fixed_sample_inputs()
-    if main and update.step == 0:  # what training starts from; a resumed run keeps its own
-        run.save_samples(fixed, log)
+    # What rank 0 alone writes goes through ``on_main``: a refused write stops every rank together.
+    if update.step == 0:  # what training starts from; a resumed run keeps its own
+        run.runtime.on_main(lambda: run.save_samples(fixed, log))
     interval = Interval(update.device, update.images_seen, max_abs_loss=run.train.max_abs_loss)
     first = update.step + 1  # the progress line shows this step too, not only every log_every
     stop = StopRequest(describe=lambda: f"finishing step {update.step + 1}, then checkpointing", report=run.report)
@@ -36,27 +37,34 @@ def train(run: "Trainer") -> int:
                 d_loss, g_loss = update.train_step()
                 interval.add(update.step, d_loss, g_loss)
                 now = due(update.step, total=options.steps, train=run.train)
-                stopping = run.runtime.agree(stop.requested)
-                show_first = update.step == first and not now.log and progress.enabled
-                if now.checks_losses or show_first or stopping or not run.runtime.cuda:
-                    # Syncs with the GPU: only here, so nothing is ever written after a non-finite loss.
-                    run.raise_if_diverged(interval.first_bad(), size=interval.size_at)
-                run.check_skipped()
+                # The same on every rank (the vote below needs them all), whether rank 0 shows it or not.
+                show_first = update.step == first and not now.log and options.progress
+                checking = now.checks_losses or show_first or not run.runtime.cuda
+                # Syncs with the GPU only when checking, so nothing is ever written after a non-finite loss.
+                # One vote a step: every rank stops, diverges or runs out of images together.
+                verdict = run.vote(stop=stop.requested, **(_bad(interval) if checking else {"bad_step": -1}))
+                if verdict.stop and not checking:  # stopping between checks: the losses first, then the checkpoint
+                    verdict = run.vote(stop=True, **_bad(interval))
+                stopping = verdict.stop
+                # the voted size: every rank words the stop alike, whichever rank saw the bad step
+                run.raise_if_diverged(verdict.bad_step, size=lambda step: verdict.bad_size)
+                run.check_skipped(verdict.skipped)
                 if now.log:
-                    mean, rate = interval.read(update.images_seen)
-                    if log is not None:
-                        log.write(run.record(mean, rate))
+                    mean, rate = interval.read(update.images_seen)  # images_seen counts every rank's images
+                    mean = run.runtime.mean(mean)  # every rank's losses, not rank 0's
+                    run.runtime.on_main(lambda: log.write(run.record(mean, rate)) if log is not None else None)
                     progress.update(update.step, rate, {"d": mean[0], "g": mean[1]})
                     interval.reset(update.images_seen)
                 elif show_first:  # shown only: the logged mean still covers the whole interval
                     mean, rate = interval.read(update.images_seen)
+                    mean = run.runtime.mean(mean)
                     progress.update(update.step, rate, {"d": mean[0], "g": mean[1]})
                 if now.evaluate:
                     run.evaluate(log)
                 if now.checkpoint or stopping:  # before the samples: a refused sample write loses no progress
                     run.checkpoint()
-                if main and now.sample:
-                    run.save_samples(fixed, log)
+                if now.sample:
+                    run.runtime.on_main(lambda: run.save_samples(fixed, log))
                 if stopping:
                     run.report(f"stopped at step {update.step}; continue with --resume")
                     break
@@ -65,6 +73,13 @@ def train(run: "Trainer") -> int:
         if log is not None:
             log.close()
     return update.step
+
+
+def _bad(interval: "Interval") -> dict[str, float]:
+    """This process's first bad step and its size, as ``Trainer.vote`` takes them (a GPU sync)."""
+    step = interval.first_bad()
+    size = interval.size_at(step) if step >= 0 else None
+    return {"bad_step": step, "bad_size": float("nan") if size is None else size}
 
 
 class Interval:

@@ -9,18 +9,21 @@ import torch
 
 from ..errors import GanforgeError, join_path
 from .checkpoints import CheckpointRecord, list_checkpoints, list_unfinished, read_newest_valid
+from .checksums import recorded_checksum
 
 
 def resume_newest(folder: Path, *, load: Callable[[Path, CheckpointRecord], int], map_location: torch.device,
-                  report: Callable[[str], None]) -> int | None:
+                  report: Callable[[str], None], agree: Callable[[str], None] = lambda found: None) -> int | None:
     """Load the newest valid checkpoint in ``folder`` with ``load(path, record)``; returns its step.
 
     ``None`` when the folder holds no checkpoint (the run starts from step 0). Newer checkpoints
     that do not load are named on ``report``; when some exist but none loads, the run refuses to
-    start over silently.
+    start over silently. ``agree(what)`` hears what this process found before anything loads: under
+    DDP every rank must have found the same checkpoint, or the replicas would start from other weights.
     """
     skipped: list[str] = []  # said once the outcome is known: one warning each, or all in the one error
     found = read_newest_valid(folder, map_location=map_location, report=skipped.append)
+    agree(_found(folder, found))
     if found is None:
         refuse_incomplete(folder, skipped)
         report(f"no checkpoint in {folder}: starting from step 0")
@@ -118,3 +121,13 @@ def _size(path: Path) -> str:
     except OSError:
         return "size unknown"
 
+
+def _found(folder: Path, found: tuple[Path, CheckpointRecord] | None) -> str:
+    """What ``read_newest_valid`` found, in words that are equal exactly when two processes found the same file."""
+    if found is not None:
+        try:
+            digest = recorded_checksum(found[0])
+        except OSError:  # gone since it loaded: still a name to compare
+            digest = None
+        return f"{found[0].name} (sha256 {digest[:12] if digest else 'none'})"
+    return "no readable checkpoint" if list_checkpoints(folder) else "no checkpoint"

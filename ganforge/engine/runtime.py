@@ -9,17 +9,19 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..contracts import batch_statistics
-from .distributed import Placement, any_rank
+from .distributed import Placement, any_rank, on_main
 
 if TYPE_CHECKING:
     from ..blueprint.schema import TrainSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -129,9 +131,40 @@ class Runtime:
         """
         if not self.placement.distributed:
             return flag
+        return any_rank(flag, self.placement, group=self._votes())
+
+    def tally(self, values: Sequence[float]) -> list[list[float]]:
+        """Every rank's ``values`` (a few numbers, the same count on each; integers exact below 2**53), in rank order.
+
+        One CPU (gloo) collective, like ``agree``: what one rank alone saw (a non-finite loss, skipped
+        images) becomes what every rank decides on, so all stop together with the same message.
+        """
+        if not self.placement.distributed:
+            return [list(values)]
+        mine = torch.tensor(list(values), dtype=torch.float64)
+        every = [torch.empty_like(mine) for _ in range(self.placement.world_size)]
+        torch.distributed.all_gather(every, mine, group=self._votes())
+        return [row.tolist() for row in every]
+
+    def mean(self, values: Sequence[float]) -> list[float]:
+        """``values`` averaged over the ranks (each rank's own otherwise): the logged losses are every rank's."""
+        if not self.placement.distributed:
+            return list(values)
+        total = torch.tensor(list(values), dtype=torch.float64)
+        torch.distributed.all_reduce(total, group=self._votes())
+        return (total / self.placement.world_size).tolist()
+
+    def on_main(self, work: Callable[[], T]) -> T:
+        """``work()`` on rank 0 alone; its result, or its error, on every rank (``distributed.on_main``, over gloo)."""
+        if not self.placement.distributed:
+            return work()
+        return on_main(self.placement, work, group=self._votes())
+
+    def _votes(self) -> Any:
+        """The CPU group the votes run over, made at the first vote (a collective, like every vote)."""
         if self._vote_group is None:
             self._vote_group = torch.distributed.new_group(backend="gloo")
-        return any_rank(flag, self.placement, group=self._vote_group)
+        return self._vote_group
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order (just ``[value]`` in one process)."""

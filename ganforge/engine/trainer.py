@@ -86,6 +86,7 @@ class Trainer:
                                 runtime=self.runtime, seed=options.seed, total_steps=lambda: self.options.steps)
         self.run_dir = RunDir(Path(options.out))
         self.best_fid: float | None = None
+        self.skipped_total = 0  # unreadable images of every rank so far (``vote``)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.update.train_step()
@@ -106,16 +107,28 @@ class Trainer:
             raise GanforgeError(f"{self.loaded.file}: train.eval_every: this run was built without an evaluator "
                                 "(ganforge train passes one; with build_trainer, pass "
                                 "evaluate=ganforge.commands.train.evaluator(blueprint.train))")
-        if self.placement.is_main:
+        def make_folder() -> None:
             with writing(self.run_dir.root, "run folder"):
                 self.run_dir.root.mkdir(parents=True, exist_ok=True)
+
+        self.runtime.on_main(make_folder)  # a refused folder stops every rank, not rank 0 alone
         resumed = None
         if self.options.resume:
             resumed = resume_newest(self.run_dir.checkpoints, load=self.load_state, map_location=self.runtime.device,
-                                    report=self.report)
-        if not self.placement.is_main:
-            return None
-        return RunLog(self.run_dir.metrics, resume_from_step=resumed, note=self._intact_note)
+                                    report=self.report, agree=self._agree_on_checkpoint)
+        logs: list[RunLog] = []
+        self.runtime.on_main(lambda: logs.append(RunLog(self.run_dir.metrics, resume_from_step=resumed,
+                                                        note=self._intact_note)))
+        return logs[0] if logs else None
+
+    def _agree_on_checkpoint(self, found: str) -> None:
+        """Every rank found the same checkpoint, or none of them resumes (``resume_newest``'s ``agree``)."""
+        every = self.runtime.gather(found)
+        if len(set(every)) > 1:
+            seen = ", ".join(f"rank {rank}: {what}" for rank, what in enumerate(every))
+            raise GanforgeError(f"--resume: the processes found different checkpoints in {self.run_dir.checkpoints} "
+                                f"({seen}); every process must read the same run folder (a shared filesystem) "
+                                "and checkpoint: fix or move away the one a rank cannot read, then --resume")
 
     def evaluate(self, log: RunLog | None) -> None:
         """Evaluate (EMA generator when there is one) and keep the best-FID checkpoint.
@@ -125,13 +138,15 @@ class Trainer:
         """
         update = self.update
         sharded = self.placement.distributed and _takes_sharded(self.evaluator)
-        if self.placement.is_main or sharded:
+
+        def measure() -> Any:
             with self.runtime.backend_flags():
-                result = self.evaluator(update.sampling_generator(), loaded=self.loaded,  # type: ignore[misc]
-                                        device=self.runtime.device,
-                                        generator_label="EMA generator" if update.ema is not None else "generator",
-                                        **({"sharded": True} if sharded else {}))
-        if self.placement.is_main:
+                return self.evaluator(update.sampling_generator(), loaded=self.loaded,  # type: ignore[misc]
+                                      device=self.runtime.device,
+                                      generator_label="EMA generator" if update.ema is not None else "generator",
+                                      **({"sharded": True} if sharded else {}))
+
+        def keep(result: Any) -> None:  # rank 0's part; under DDP its failure is every rank's (``on_main``)
             record = {"event": "evaluation", "step": update.step, **result.values, "protocol": result.protocol}
             if log is not None:
                 log.write(record)
@@ -140,13 +155,33 @@ class Trainer:
                 self.best_fid = fid
                 write_best(self.run_dir.checkpoints, dataclasses.replace(self.state(), fid=fid))
                 self.report(f"step {update.step}: FID {fid:.3f}, the best so far (checkpoints/best.pt)")
+
+        if sharded:
+            result = measure()
+            self.runtime.on_main(lambda: keep(result))
+        else:
+            self.runtime.on_main(lambda: keep(measure()))
         self.runtime.barrier()
 
-    def check_skipped(self) -> None:
+    def vote(self, *, stop: bool, bad_step: int, bad_size: float = float("nan")) -> "Verdict":
+        """What every rank decides on after a step, from each rank's stop request, first bad step (-1:
+        none, or not read this step), its largest |loss| (``raise_if_diverged``'s ``size``) and skipped
+        images: one CPU collective under DDP. Every rank gets the same rows, so the same verdict."""
+        rows = self.runtime.tally([float(stop), float(bad_step), bad_size, float(self.update.stream.skipped)])
+        bad = [row for row in rows if row[1] >= 0]
+        first = min(bad, key=lambda row: row[1]) if bad else None  # the lowest rank among equal steps
+        return Verdict(stop=any(row[0] for row in rows), bad_step=-1 if first is None else int(first[1]),
+                       bad_size=float("nan") if first is None else first[2],
+                       skipped=int(sum(row[3] for row in rows)))
+
+    def check_skipped(self, skipped: int | None = None) -> None:
+        """Stop once more than ``data.max_skipped`` images were unreadable: ``skipped`` counts every rank's
+        (``vote``), this process's own when not given."""
         stream = self.update.stream
+        self.skipped_total = stream.skipped if skipped is None else skipped
         limit = capability(stream.dataset, "max_skipped", kind="dataset")
-        if limit is not None and stream.skipped > limit:
-            raise GanforgeError(f"{stream.skipped} unreadable images skipped, more than data.max_skipped "
+        if limit is not None and self.skipped_total > limit:
+            raise GanforgeError(f"{self.skipped_total} unreadable images skipped, more than data.max_skipped "
                                 f"({limit}): check data.root or raise data.max_skipped")
 
     def raise_if_diverged(self, bad_step: int, *, size: Callable[[int], float | None] | None = None) -> None:
@@ -187,7 +222,7 @@ class Trainer:
             "d_loss": mean[0],
             "g_loss": mean[1],
             "images_per_s": rate,
-            "skipped_images": update.stream.skipped,
+            "skipped_images": self.skipped_total,  # every rank's
             "lr": {"generator": update.g_opt.param_groups[0]["lr"],
                    "discriminator": update.d_opt.param_groups[0]["lr"]},
             "scalars": scalars,  # whatever components declare via logged_scalars(), e.g. attention γ
@@ -251,7 +286,7 @@ class Trainer:
             images_seen=update.images_seen,
             best_fid=self.best_fid,
             rng=rng_by_rank if rng_by_rank is not None else [self._rng_state()],
-            data=update.stream.state(),
+            data={**update.stream.state(), "skipped": self.skipped_total},  # every rank's skipped images
             blueprint=self.loaded.document,
             blueprint_file=self.loaded.file,
             extra={"target_steps": self.options.steps},  # what --resume without --steps trains to
@@ -262,9 +297,10 @@ class Trainer:
         """Called on every rank at the same step: each rank's random state goes into the file."""
         rng_by_rank = self.runtime.gather(self._rng_state())
         components_by_rank = self.runtime.gather(self._component_state())
-        if self.placement.is_main:
-            write_checkpoint(self.run_dir.checkpoints, self.state(rng_by_rank, components_by_rank),
-                             keep=self.train.keep_checkpoints)
+        # Rank 0 writes; a refused write (a full disk) stops every rank, none waits for it.
+        self.runtime.on_main(lambda: write_checkpoint(self.run_dir.checkpoints,
+                                                      self.state(rng_by_rank, components_by_rank),
+                                                      keep=self.train.keep_checkpoints))
 
     def _load_component_state(self, path: Path, saved: list[dict[str, Any]] | None) -> None:
         """Each process takes its own rank's component state (rank 0's, reported, when the world size changed)."""
@@ -308,11 +344,27 @@ class Trainer:
                          seed=self.options.seed, step=update.step, noise=update.noise,
                          cuda_device=self.runtime.device if self.runtime.cuda else None, source=path,
                          report=self.report)
-        update.stream.restore(state.data)
+        if update.stream.restore(state.data, written_by=len(state.rng) or None):
+            saved = state.data.get("world_size") or len(state.rng)
+            self.report(f"{path} was written by {saved} process(es), this run has {self.placement.world_size}: "
+                        "the images of this epoch not read yet are shared out over them")
+        self.skipped_total = update.stream.skipped  # every rank's count so far, carried on by rank 0's stream
+        if not self.placement.is_main:
+            update.stream.skipped = 0
         self._load_component_state(path, state.components)
         update.images_seen = state.images_seen
         self.best_fid = state.best_fid
         return update.step
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What every rank decided after a step (``Trainer.vote``)."""
+
+    stop: bool  # some rank was asked to stop (a signal)
+    bad_step: int  # the first step with a non-finite loss (or one above train.max_abs_loss) on any rank, or -1
+    bad_size: float  # that step's largest |loss| on the rank that saw it (NaN: non-finite, or no limit set)
+    skipped: int  # unreadable images on all ranks together
 
 
 def _takes_sharded(evaluator: Any) -> bool:

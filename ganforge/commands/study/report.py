@@ -13,7 +13,12 @@ from .variants import StudyVariant
 
 def write_report(outcome: StudyOutcome, variants: list[StudyVariant], out: Path, *,
                  report: Callable[[str], None]) -> str:
-    """Write ``study.md``, ``study.csv``, ``study-summary.csv`` and ``study.png`` from the finished runs."""
+    """Write ``study.md``, ``study.csv``, ``study-summary.csv`` and ``study.png`` from the finished runs.
+
+    Under torchrun only rank 0 does (``outcome.main``); the other processes write and print nothing.
+    """
+    if not outcome.main:
+        return ""
     paths = [*write_tables(outcome.results, variants, out).values(), plot_study(outcome.results, variants, out)]
     for path in paths:
         if path is not None:

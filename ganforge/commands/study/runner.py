@@ -7,6 +7,9 @@ A run folder is ``OUT/<variant>/seed-<k>/``, the same layout ``ganforge train`` 
 the same command skips finished runs, evaluates only metrics a finished run lacks, and resumes
 an interrupted run from its newest checkpoint. A run that diverges gets a ``done.json`` saying so
 and the study goes on: in an ablation, "this variant diverged" is a result.
+
+Under torchrun every process trains each run together (DDP) and evaluates its share of the images;
+rank 0 alone reads and writes the markers and reports (``distributed.on_main``), the others follow.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ class RunResult:
 
 @dataclass
 class StudyOutcome:
-    """The finished runs in table order; ``stopped`` names the run a Ctrl-C interrupted, if any."""
+    """The finished runs in table order; ``stopped`` names the run a Ctrl-C interrupted, if any.
+
+    ``main``: false in every torchrun process but rank 0, which alone writes the tables.
+    """
 
     results: list[RunResult] = field(default_factory=list)
     stopped: Path | None = None
+    main: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,18 +72,38 @@ def run_folder(out: Path, variant: StudyVariant, seed: int) -> Path:
 def run_study(blueprint: str, *, overrides: list[str], variants: list[StudyVariant], assemblies: list[Any],
               seeds: list[int], steps: int | None, evaluation: EvalSettings, device: str, out: Path,
               report: Callable[[str], None]) -> StudyOutcome:
-    """Train and evaluate every variant × seed not finished yet; ``assemblies`` from ``check_variants``."""
-    outcome = StudyOutcome()
+    """Train and evaluate every variant × seed not finished yet; ``assemblies`` from ``check_variants``.
+
+    Under torchrun the processes join one process group for the whole study (each run's training reuses it).
+    """
+    from ...engine.distributed import leave, place_process
+
+    placement = place_process(device)
+    try:
+        return _run_all(blueprint, overrides=overrides, variants=variants, assemblies=assemblies, seeds=seeds,
+                        steps=steps, evaluation=evaluation, device=device, out=out, placement=placement,
+                        report=report if placement.is_main else (lambda message: None))
+    finally:
+        leave(placement)
+
+
+def _run_all(blueprint: str, *, overrides: list[str], variants: list[StudyVariant], assemblies: list[Any],
+             seeds: list[int], steps: int | None, evaluation: EvalSettings, device: str, out: Path, placement: Any,
+             report: Callable[[str], None]) -> StudyOutcome:
+    from ...engine.distributed import on_main
+
+    outcome = StudyOutcome(main=placement.is_main)
     total = len(variants) * len(seeds)
     for v_index, (variant, assembly) in enumerate(zip(variants, assemblies)):
         target = steps or assembly.loaded.blueprint.train.steps
         for s_index, seed in enumerate(seeds):
             folder = run_folder(out, variant, seed)
-            claim_folder(folder, {"blueprint": str(blueprint), "overrides": [*overrides, *variant.overrides],
-                                  "variant": variant.name, "seed": seed})
+            settings = {"blueprint": str(blueprint), "overrides": [*overrides, *variant.overrides],
+                        "variant": variant.name, "seed": seed}
+            on_main(placement, lambda: claim_folder(folder, settings))
             number = v_index * len(seeds) + s_index + 1
             say = lambda message, f=folder: report(f"[{number}/{total}] {f}: {message}")  # noqa: E731
-            done = read_done(folder)
+            done = on_main(placement, lambda: read_done(folder))  # every rank takes rank 0's view
             if done is not None and (done.get("failed") or done["step"] >= target):
                 missing = [] if done.get("failed") else [m for m in evaluation.metrics if m not in done["metrics"]]
                 if not missing:
@@ -84,11 +111,13 @@ def run_study(blueprint: str, *, overrides: list[str], variants: list[StudyVaria
                         else f"finished at step {done['step']}, kept")
                 else:
                     say(f"finished, evaluating {', '.join(missing)}")
-                    done = evaluate_run(folder, metrics=missing, evaluation=evaluation, device=device, previous=done)
+                    done = evaluate_run(folder, metrics=missing, evaluation=evaluation, device=device, previous=done,
+                                        placement=placement)
             else:
                 say(f"training {variant.name!r}, seed {seed}, to step {target}")
                 done = train_and_evaluate(blueprint, overrides=[*overrides, *variant.overrides], folder=folder,
-                                          steps=target, seed=seed, device=device, evaluation=evaluation, say=say)
+                                          steps=target, seed=seed, device=device, evaluation=evaluation, say=say,
+                                          placement=placement)
                 if done is None:
                     outcome.stopped = folder
                     return outcome
@@ -97,12 +126,15 @@ def run_study(blueprint: str, *, overrides: list[str], variants: list[StudyVaria
 
 
 def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, steps: int, seed: int, device: str,
-                       evaluation: EvalSettings, say: Callable[[str], None]) -> dict[str, Any] | None:
+                       evaluation: EvalSettings, say: Callable[[str], None],
+                       placement: Any = None) -> dict[str, Any] | None:
     """Train (resuming from the newest checkpoint when there is one), then evaluate; None when stopped (Ctrl-C).
 
     A run that diverges is a result, not the end of the study: ``done.json`` records why it failed.
+    ``placement`` (``run_study``'s): under torchrun, only rank 0 writes ``done.json``.
     """
     from ...engine.checkpoints import list_checkpoints, step_of
+    from ...engine.distributed import on_main
     from ...engine.trainer import TrainingDiverged
     from ..train import train
 
@@ -111,14 +143,19 @@ def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, st
                      seed=seed)
     except TrainingDiverged as err:
         say(f"failed: {err}")
-        kept = list_checkpoints(RunDir(folder).checkpoints)
-        done = {"step": step_of(kept[-1]) if kept else 0, "metrics": [], "values": {}, "protocol": {},
-                "failed": " ".join(str(err).split())}
-        write_json(folder / DONE_FILE, done)
-        return done
+
+        def mark_failed() -> dict[str, Any]:
+            kept = list_checkpoints(RunDir(folder).checkpoints)
+            done = {"step": step_of(kept[-1]) if kept else 0, "metrics": [], "values": {}, "protocol": {},
+                    "failed": " ".join(str(err).split())}
+            write_json(folder / DONE_FILE, done)
+            return done
+
+        return on_main(placement, mark_failed)
     if step < steps:
         return None
-    return evaluate_run(folder, metrics=evaluation.metrics, evaluation=evaluation, device=device, previous=None)
+    return evaluate_run(folder, metrics=evaluation.metrics, evaluation=evaluation, device=device, previous=None,
+                        placement=placement)
 
 
 def claim_folder(folder: Path, settings: dict[str, Any]) -> None:
@@ -140,13 +177,18 @@ def claim_folder(folder: Path, settings: dict[str, Any]) -> None:
 
 
 def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, device: str,
-                 previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Evaluate the run's newest checkpoint as ``ganforge evaluate`` does, then write ``done.json``."""
-    from ...engine.distributed import choose_device
-    from ...engine.restore import restore
-    from ...evaluation import evaluate_generator, record_evaluation
+                 previous: dict[str, Any] | None, placement: Any = None) -> dict[str, Any]:
+    """Evaluate the run's newest checkpoint as ``ganforge evaluate`` does, then write ``done.json``.
 
-    dev = choose_device(device)
+    Under torchrun (``placement``, ``run_study``'s) every process evaluates its share of the images
+    and rank 0 alone writes the log entry and ``done.json``.
+    """
+    from ...engine.distributed import choose_device, on_main
+    from ...evaluation import evaluate_generator, record_evaluation
+    from ...engine.restore import restore
+
+    sharded = placement is not None and placement.distributed
+    dev = placement.device if sharded else choose_device(device)
     run = restore(folder, device=dev)
     train_spec = run.loaded.blueprint.train
     result = evaluate_generator(run.generator, loaded=run.loaded, metrics=metrics,
@@ -154,18 +196,22 @@ def evaluate_run(folder: Path, *, metrics: list[str], evaluation: EvalSettings, 
                                 inception=evaluation.inception or train_spec.eval_inception, device=dev,
                                 batch_size=evaluation.batch_size, seed=EVAL_SEED, progress=False,
                                 generator_label="EMA generator" if run.uses_ema else "raw generator",
-                                protocol=evaluation.protocol or train_spec.eval_protocol)
-    if not _logged(folder, step=run.step, checkpoint=run.checkpoint, values=result.values):
-        record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
-    done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
-    if previous is not None and previous["step"] == run.step:
-        done.update(metrics=list(previous["metrics"]), values=dict(previous["values"]),
-                    protocol=dict(previous["protocol"]))
-    done["metrics"] += [m for m in metrics if m not in done["metrics"]]
-    done["values"].update(result.values)
-    done["protocol"].update(result.protocol)
-    write_json(folder / DONE_FILE, done)
-    return done
+                                protocol=evaluation.protocol or train_spec.eval_protocol, sharded=sharded)
+
+    def write() -> dict[str, Any]:
+        if not _logged(folder, step=run.step, checkpoint=run.checkpoint, values=result.values):
+            record_evaluation(folder, result, step=run.step, checkpoint=run.checkpoint, create=True)
+        done = {"step": run.step, "checkpoint": str(run.checkpoint), "metrics": [], "values": {}, "protocol": {}}
+        if previous is not None and previous["step"] == run.step:
+            done.update(metrics=list(previous["metrics"]), values=dict(previous["values"]),
+                        protocol=dict(previous["protocol"]))
+        done["metrics"] += [m for m in metrics if m not in done["metrics"]]
+        done["values"].update(result.values)
+        done["protocol"].update(result.protocol)
+        write_json(folder / DONE_FILE, done)
+        return done
+
+    return on_main(placement, write)
 
 
 def read_done(folder: Path) -> dict[str, Any] | None:
