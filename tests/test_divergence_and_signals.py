@@ -336,23 +336,32 @@ def pooled_colours(tmp_path_factory) -> Path:
     return path
 
 
-def kill_study_then_rerun(out: Path, inception: Path, rng: random.Random, kills: int = 3) -> tuple[list[float], Any]:
-    delays = []
-    for _ in range(kills):
-        process = subprocess.Popen(study_command(out, inception), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        delays.append(rng.uniform(2.0, 9.0))
-        time.sleep(delays[-1])
-        process.kill()
-        process.wait()
-    return delays, subprocess.run(study_command(out, inception), env=_env(), cwd=ROOT, capture_output=True,
-                                  text=True, timeout=600)
+def kill_study_then_rerun(out: Path, inception: Path, rng: random.Random, kills: int = 3,
+                          ) -> tuple[list[str], Any]:
+    """SIGKILL the study ``kills`` times, each a random 0-6 s after it first printed (past the start-up, which
+    a loaded machine stretches), then run it to the end; returns the last line each killed study printed."""
+    last_lines = []
+    for index in range(kills):
+        printed = out.parent / f"kill-{index}.stderr"
+        with open(printed, "w", encoding="utf-8") as stderr:
+            process = subprocess.Popen(study_command(out, inception), env=_env(), cwd=ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+            end = time.monotonic() + 180
+            while printed.stat().st_size == 0 and process.poll() is None and time.monotonic() < end:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 6.0))
+            process.kill()
+            process.wait()
+        lines = [line for line in printed.read_text(encoding="utf-8").splitlines() if line.strip()]
+        last_lines.append(lines[-1] if lines else "")
+    return last_lines, subprocess.run(study_command(out, inception), env=_env(), cwd=ROOT, capture_output=True,
+                                      text=True, timeout=600)
 
 
 def test_a_study_killed_three_times_then_rerun_has_a_complete_table(tmp_path, pooled_colours):
     out = tmp_path / "study"
-    delays, rerun = kill_study_then_rerun(out, pooled_colours, random.Random(22))
-    assert rerun.returncode == 0, (delays, rerun.stderr)
+    killed_after, rerun = kill_study_then_rerun(out, pooled_colours, random.Random(22))
+    assert rerun.returncode == 0, (killed_after, rerun.stderr)
     with open(out / "study.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(r["variant"] for r in rows) == ["blueprint", "no-attention"], rows
@@ -363,8 +372,8 @@ def test_a_study_killed_three_times_then_rerun_has_a_complete_table(tmp_path, po
     for variant in ("blueprint", "no-attention"):
         log = (out / variant / "seed-0" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         records = [json.loads(line) for line in log]  # every line whole
-        assert sum(r.get("event") == "evaluation" for r in records) == 1, (delays, records)
-    assert not [p for p in out.rglob("*.tmp")], delays
+        assert sum(r.get("event") == "evaluation" for r in records) == 1, (killed_after, records)
+    assert not [p for p in out.rglob("*.tmp")], killed_after
 
 
 def test_a_kill_between_the_log_entry_and_done_json_logs_the_evaluation_once(tmp_path, pooled_colours, monkeypatch):
