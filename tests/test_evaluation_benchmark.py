@@ -103,3 +103,12 @@ def test_the_old_float64_maths_agree_with_the_new_on_generic_features():
 def test_help_offers_the_evaluation_benchmark(cli):
     result = cli("benchmark", "--help")
     assert "--evaluation RUN_OR_CHECKPOINT" in result.stdout and "resize + Inception" in result.stdout
+
+
+def test_repeats_take_turns_so_load_falls_on_old_and_new_alike():
+    from ganforge.commands.benchmark.evaluation import _interleaved
+
+    order: list[str] = []
+    times = _interleaved({"new": lambda: order.append("new"), "old": lambda: order.append("old")}, 3)
+    assert order == ["new", "old"] * 3
+    assert {name: len(t) for name, t in times.items()} == {"new": 3, "old": 3}

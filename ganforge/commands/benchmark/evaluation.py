@@ -3,8 +3,9 @@
 One real evaluation (``evaluate_checkpoint`` with ``EvaluationTimings``: the phases are timed in
 the evaluation path itself, nothing recorded in the run's log), then each metric's maths again
 ``repeats`` times on the same features for a median, beside the precision/recall maths as ganforge
-computed it before issue 21 (float64 ``torch.cdist`` on the CPU, ``float64_precision_recall``), so
-one run gives the before/after of the maths. Generation and extraction run once: their time is
+computed it before issue 21 (float64 ``torch.cdist`` on the CPU, ``float64_precision_recall``), the
+repeats taking turns so that a change of load falls on old and new alike: one run gives the
+before/after of the maths. Generation and extraction run once: their time is
 minutes, not noise.
 """
 
@@ -69,30 +70,35 @@ def measure_evaluation(target: str, *, metrics: list[str], n: int, repeats: int,
                               settings={"metrics": metrics, "n": n, "repeats": repeats, "batch_size": batch_size,
                                         "device": device_used})
     registry = run.registry if run.registry is not None else default_registry()
+    timed: dict[str, Callable[[], Any]] = {}
     for name in metrics:
         metric = registry.get("metric", name).build({})
         extra_inputs = (capability(metric, "needs_labels", kind="metric") or getattr(metric, "needs_real_labels", False)
                         or capability(metric, "needs_logits", kind="metric"))
         if f"metric: {name}" not in timings.seconds or extra_inputs:
             continue  # scored by its own detector, or needs more than features: timed once above
-        report.maths[f"metric: {name}"] = _repeat(
-            lambda m=metric: m.compute(real=timings.real, fake=timings.fake, real_stats=timings.real_stats), repeats)
+        timed[f"metric: {name}"] = functools.partial(metric.compute, real=timings.real, fake=timings.fake,
+                                                     real_stats=timings.real_stats)
         if name == "pr" and before and timings.real is not None:
-            old = functools.partial(float64_precision_recall, timings.real, timings.fake, k=metric.k,
-                                    chunk_size=metric.chunk_size)
-            report.maths[BEFORE_PR] = _repeat(old, repeats)
-            report.before_values = old()
+            timed[BEFORE_PR] = functools.partial(float64_precision_recall, timings.real, timings.fake, k=metric.k,
+                                                 chunk_size=metric.chunk_size)
+    report.maths = _interleaved(timed, repeats)
+    if BEFORE_PR in timed:
+        report.before_values = timed[BEFORE_PR]()
     return report
 
 
-def _repeat(run: Callable[[], Any], repeats: int) -> list[float]:
-    times = []
+def _interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Each callable timed ``repeats`` times, taking turns, so a change in the machine's load
+    falls on old and new maths alike rather than on whichever ran last."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
