@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import GanforgeError
+from .files import open_regular
 
 if TYPE_CHECKING:
     import torch
@@ -59,14 +60,15 @@ def open_image(path: str | os.PathLike[str], *, mode: str, max_pixels: int = MAX
 
     Images over ``max_pixels``, or over PIL's ``Image.MAX_IMAGE_PIXELS`` (where PIL only warns, below twice
     that, or raises ``DecompressionBombError``), raise ``UnreadableImage`` before any pixel is decoded. The
-    warning filter is changed only inside this call.
+    warning filter is changed only inside this call. Only a regular file is opened (``NotRegularFile``, an
+    ``OSError``, otherwise): a FIFO named ``x.png`` would block the read forever.
     """
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_regular(path) as handle:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise UnreadableImage(f"{path}: {width}×{height} = {width * height} pixels, over the limit of "
@@ -76,6 +78,8 @@ def open_image(path: str | os.PathLike[str], *, mode: str, max_pixels: int = MAX
         error = UnreadableImage(f"{path}: {err}")
         error.cause = err
         raise error from None
+    except Image.UnidentifiedImageError:  # PIL names the file object; name the path, as Image.open(path) does
+        raise Image.UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}") from None
 
 
 # --- listing ---------------------------------------------------------------------------------------
@@ -92,7 +96,10 @@ class Listing:
         """Changes when a file is added, removed, renamed, resized or relabelled."""
         digest = hashlib.sha256()
         for relative, label in self.files:
-            size = (self.root / relative).stat().st_size
+            try:
+                size = (self.root / relative).stat().st_size
+            except OSError:  # a dangling link: listed, then skipped and counted when it cannot be opened
+                size = -1
             digest.update(f"{label}\t{relative}\t{size}\n".encode())
         return digest.hexdigest()
 

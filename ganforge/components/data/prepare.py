@@ -9,10 +9,10 @@ Output folder::
     images-00000.npy          N×C×H×W uint8, one per shard (np.load(mmap_mode="r"))
     labels-00000.npy          N int64 class indices
     shard-00000.json          written after both arrays: marks the shard complete
-    manifest.json             written last: classes, shards, skipped files
+    manifest.json             written last: classes, shards (with each array's size and SHA-256), skipped files
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves only complete
-shards; a rerun with the same arguments skips them. The order (sorted classes, sorted files) is
+Every file is written to a temporary name and renamed, so an interrupted run (or a full disk) leaves
+only complete shards; a rerun with the same arguments skips them. The order (sorted classes, sorted files) is
 fixed, so reruns write identical bytes.
 """
 
@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from ...errors import GanforgeError
+from .files import open_regular, read_json
 from .images import (  # noqa: F401  (the pipeline's names, importable from here as before)
     IMAGE_EXTENSIONS, Listing, UnreadableImage, colour_mode, image_files, list_images, load_image, resize_and_crop,
 )
+from .shardfile import Expected, HashingWriter, map_array, sha256_of
 
 FORMAT = "ganforge-prepared"
 VERSION = 1
@@ -97,9 +99,13 @@ def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels
     plan = {"format": FORMAT, "version": VERSION, "resolution": resolution, "channels": channels,
             "shard_size": shard_size, "classes": listing.classes, "source_files": len(listing.files),
             "listing_sha256": listing.fingerprint}
-    plan_id = _start(target, plan)
+    try:
+        plan_id = _start(target, plan)
+    except OSError as err:  # creating the folder
+        raise GanforgeError(f"cannot write {target}: {err.strerror or err}") from None
     shards = [listing.files[start: start + shard_size] for start in range(0, len(listing.files), shard_size)]
-    pending = [i for i in range(len(shards)) if not _complete(target, i, plan_id)]
+    pending = [i for i in range(len(shards))
+               if not _complete(target, i, plan_id, shape=(channels, resolution, resolution))]
     bar = _Progress(len(listing.files), enabled=progress,
                     done=len(listing.files) - sum(len(shards[i]) for i in pending))
     chunks = [(i, _Chunk(str(root), shards[i][start: start + CHUNK], resolution, channels))
@@ -132,7 +138,7 @@ def _check_not_inside(target: Path, root: Path) -> None:
 def _started_shard_size(target: Path) -> int | None:
     """A resumed folder keeps the shard size it was started with unless --shard-size says otherwise."""
     try:
-        return int(json.loads((target / PLAN).read_text())["shard_size"])
+        return int(read_json(target / PLAN)["shard_size"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -142,7 +148,9 @@ def _start(target: Path, plan: dict[str, Any]) -> str:
     path = target / PLAN
     if path.is_file():
         try:
-            before = json.loads(path.read_text())
+            before = read_json(path)
+            if not isinstance(before, dict):
+                raise ValueError(f"a {type(before).__name__}, not an object")
         except (OSError, ValueError) as err:
             raise GanforgeError(f"{path}: unreadable ({err}); delete the folder and run again") from None
         different = [f"{k} {before.get(k)!r} there, {v!r} now" for k, v in plan.items()
@@ -169,17 +177,22 @@ def _names(index: int) -> tuple[str, str, str]:
     return f"images-{index:05d}.npy", f"labels-{index:05d}.npy", f"shard-{index:05d}.json"
 
 
-def _complete(target: Path, index: int, plan_id: str) -> bool:
-    """A shard counts only when its record exists, belongs to this plan and both arrays match it."""
-    import numpy as np
-
+def _complete(target: Path, index: int, plan_id: str, *, shape: tuple[int, int, int]) -> bool:
+    """A shard counts only when its record exists, belongs to this plan and both arrays match it
+    (headers and sizes; regular files only, so a FIFO in their place is rewritten, never read)."""
     images, labels, record = (target / name for name in _names(index))
     try:
-        info = json.loads(record.read_text())
-        return (info.get("plan") == plan_id
-                and np.load(images, mmap_mode="r").shape[0] == info["count"]
-                and np.load(labels, mmap_mode="r").shape == (info["count"],))
-    except (OSError, ValueError, KeyError):
+        info = read_json(record)
+        count = info.get("count") if isinstance(info, dict) and info.get("plan") == plan_id else None
+        if not isinstance(count, int):
+            return False
+        for key, path, dtype, array_shape in (("images", images, "uint8", (count, *shape)),
+                                              ("labels", labels, "int64", (count,))):
+            size = info.get(f"{key}_bytes")
+            map_array(Expected(path=path, dtype=dtype, shape=array_shape, size=size if isinstance(size, int) else None),
+                      verify=False)
+        return True
+    except (OSError, ValueError, GanforgeError):
         return False
 
 
@@ -237,15 +250,22 @@ def _write_shard(target: Path, index: int, images: Any, labels: list[int], skipp
     import numpy as np
 
     image_name, label_name, record_name = _names(index)
-    for name, array in ((image_name, images), (label_name, np.asarray(labels, dtype=np.int64))):
+    record: dict[str, Any] = {"plan": plan_id, "count": len(labels)}
+    for key, name, array in (("images", image_name, images), ("labels", label_name, np.asarray(labels, dtype=np.int64))):
         with _atomic(target / name) as handle:
-            np.save(handle, array, allow_pickle=False)
-    _write_json(target / record_name, {"plan": plan_id, "count": len(labels), "skipped": skipped})
+            writer = HashingWriter(handle)
+            np.save(writer, array, allow_pickle=False)
+        record.update({f"{key}_{field}": value for field, value in writer.record().items()})
+    _write_json(target / record_name, {**record, "skipped": skipped})
 
 
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[BinaryIO]:
-    """A file written under a temporary name in the same folder, fsynced, then renamed over ``path``."""
+    """A file written under a temporary name in the same folder, fsynced, then renamed over ``path``.
+
+    A failed write (a full disk, a read-only folder) leaves nothing under either name and raises one
+    ``GanforgeError`` naming ``path``; shards finished before it stay complete.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as handle:
@@ -253,8 +273,12 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as err:
+        raise GanforgeError(f"cannot write {path}: {err.strerror or err}; complete shards are kept: make room "
+                            "and rerun the same command to continue") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -266,8 +290,14 @@ def _manifest(target: Path, plan: dict[str, Any], shards: int, *, source: Path) 
     entries, skipped = [], []
     for index in range(shards):
         image_name, label_name, record_name = _names(index)
-        record = json.loads((target / record_name).read_text())
-        entries.append({"images": image_name, "labels": label_name, "count": record["count"]})
+        record = read_json(target / record_name)
+        entry = {"images": image_name, "labels": label_name, "count": record["count"]}
+        for key, name in (("images", image_name), ("labels", label_name)):
+            if f"{key}_sha256" not in record:  # a shard written before checksums: hash the file as it is now
+                with open_regular(target / name) as handle:
+                    record[f"{key}_bytes"], record[f"{key}_sha256"] = os.fstat(handle.fileno()).st_size, sha256_of(handle)
+            entry.update({f"{key}_bytes": record[f"{key}_bytes"], f"{key}_sha256": record[f"{key}_sha256"]})
+        entries.append(entry)
         skipped += record["skipped"]
     return {"format": FORMAT, "version": VERSION, "resolution": plan["resolution"], "channels": plan["channels"],
             "classes": plan["classes"], "images": sum(e["count"] for e in entries), "source": str(source),
