@@ -168,6 +168,9 @@ def _damage(folder: Path, case: str) -> tuple[str, ...]:
     if case == "count_a_string":
         edit_manifest(folder, lambda m: m["shards"][0].update(count="12"))
         return ("manifest.json", "shards[0].count", "integer")
+    if case == "count_huge":
+        edit_manifest(folder, lambda m: m["shards"][0].update(count=10**30))
+        return ("manifest.json", "shards[0].count")
     if case == "shard_without_labels":
         edit_manifest(folder, lambda m: m["shards"][0].pop("labels"))
         return ("manifest.json", "shards[0].labels", "required")
@@ -216,7 +219,7 @@ def _damage(folder: Path, case: str) -> tuple[str, ...]:
     raise AssertionError(case)
 
 
-PREPARED_CASES = ["negative_label", "label_out_of_range", "classes_an_integer", "count_a_string",
+PREPARED_CASES = ["negative_label", "label_out_of_range", "classes_an_integer", "count_a_string", "count_huge",
                   "shard_without_labels", "shards_not_a_list", "resolution_a_string", "deeply_nested",
                   "nested_inside_a_key", "manifest_not_json", "manifest_a_list", "path_escapes", "path_absolute",
                   "flipped_pixel_bytes", "truncated_shard", "shard_missing", "shard_a_directory", "shard_wrong_shape"]
@@ -455,13 +458,18 @@ def prepared_by_four(source, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("room, numpy_style", [(0, False), (1000, False), (5000, False), (5000, True), (9000, False)])
+@pytest.mark.parametrize("room, numpy_style", [(0, False), (1000, False), (5000, False), (5000, True), (9000, False),
+                                               (-1, False)])
 def test_prepare_into_a_full_disk_leaves_nothing_that_looks_complete(cli, source, prepared_by_four, tmp_path,
                                                                      monkeypatch, room, numpy_style):
-    """``room`` bytes fit (plan.json is about 300, one shard about 3,600), then writes fail as on a full disk."""
+    """``room`` bytes fit (plan.json is about 300, one shard about 3,600; -1: all but the manifest), then
+    writes fail as on a full disk."""
     import builtins
 
     out = tmp_path / "p16"
+    last = room == -1
+    if last:
+        room = sum(p.stat().st_size for p in prepared_by_four.iterdir()) - (prepared_by_four / "manifest.json").stat().st_size
     left = [room]
 
     def filling_open(file, mode="r", *args, **kwargs):
@@ -472,6 +480,7 @@ def test_prepare_into_a_full_disk_leaves_nothing_that_looks_complete(cli, source
     result = cli("prepare", source, "--resolution", "16", "--out", out, "--workers", "1", "--shard-size", "4")
     line = failed_after_progress(result, mentions=("cannot write", str(out)))
     assert ("No space left on device" in line) != numpy_style and ("requested" in line) == numpy_style
+    assert ("manifest.json" in line) == last
     assert not list(out.glob(".*.tmp")) and not (out / "manifest.json").exists()
     for record in out.glob("shard-*.json"):  # a shard that counts as complete is complete
         index = record.stem.split("-")[1]

@@ -23,6 +23,20 @@ MAX_JSON_NESTING = 32
 class NotRegularFile(OSError):
     """A data path that is a FIFO, device, socket or directory: never opened for reading."""
 
+    reason = "not a regular file"
+
+
+def _not_regular(path: str | os.PathLike[str], mode: int) -> NotRegularFile:
+    reason = f"is a {file_kind(mode)}, not a regular file"
+    error = NotRegularFile(f"{os.fspath(path)}: {reason}")
+    error.reason = reason
+    return error
+
+
+def os_reason(err: OSError) -> str:
+    """Why an ``OSError`` happened, without the path (which the caller names once)."""
+    return getattr(err, "reason", None) or err.strerror or " ".join(str(err).split())
+
 
 def file_kind(mode: int) -> str:
     """What a non-regular ``st_mode`` is, in words."""
@@ -38,7 +52,7 @@ def check_regular(path: str | os.PathLike[str]) -> os.stat_result:
     """
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode):
-        raise NotRegularFile(f"{os.fspath(path)}: is a {file_kind(info.st_mode)}, not a regular file")
+        raise _not_regular(path, info.st_mode)
     return info
 
 
@@ -49,7 +63,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     mode = os.fstat(handle.fileno()).st_mode
     if not stat.S_ISREG(mode):
         handle.close()
-        raise NotRegularFile(f"{os.fspath(path)}: is a {file_kind(mode)}, not a regular file")
+        raise _not_regular(path, mode)
     return handle
 
 
@@ -62,7 +76,7 @@ def read_json(path: Path, *, limit: int = MAX_JSON_BYTES, nesting: int = MAX_JSO
     depth = _nesting(raw)
     if depth > nesting:
         raise ValueError(f"nested {depth} levels deep, more than {nesting}")
-    return json.loads(raw)
+    return json.loads(raw.decode("utf-8"))  # ganforge writes UTF-8; json's own guess reads junk as UTF-16
 
 
 def _nesting(raw: bytes) -> int:

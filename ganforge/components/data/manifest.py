@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from ...errors import GanforgeError, join_path
-from .files import read_json
+from .files import os_reason, read_json
 from .prepare import FORMAT, MANIFEST, VERSION
 
 Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
-Count = Annotated[StrictInt, Field(ge=0)]
+Count = Annotated[StrictInt, Field(ge=0, le=2**48)]  # bounded: offsets are int64 sums
 
 
 class ShardEntry(BaseModel):
@@ -95,6 +95,8 @@ def read_manifest(folder: Path) -> Manifest:
         key = join_path(*first["loc"]) or "(top level)"
         if first["type"] == "value_error":  # our own check: its message shows the value
             problem = first["msg"].removeprefix("Value error, ")
+        elif first["type"] == "missing":
+            problem = first["msg"]
         else:
             got = repr(first.get("input"))
             problem = f"{first['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})"
@@ -102,6 +104,4 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def _reason(err: Exception) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return " ".join(str(err).split())[:200]
+    return os_reason(err) if isinstance(err, OSError) else " ".join(str(err).split())[:200]

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ...errors import GanforgeError
 from ...registry import register
-from .files import open_regular
+from .files import open_regular, os_reason
 
 
 @register("dataset", "npz")
@@ -55,7 +55,7 @@ def _read_arrays(path: Path, *, images_key: str, labels_key: str) -> tuple[Any, 
     try:
         handle = open_regular(path)
     except OSError as err:
-        reason = "no such file" if isinstance(err, FileNotFoundError) else err.strerror or str(err).split(": ")[-1]
+        reason = "no such file" if isinstance(err, FileNotFoundError) else os_reason(err)
         raise GanforgeError(f"data.root {str(path)!r}: {reason}: set data.root to an .npz file") from None
     with handle:
         start = handle.read(6)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from ...errors import GanforgeError
-from .files import open_regular, read_json
+from .files import open_regular, os_reason, read_json
 from .images import (  # noqa: F401  (the pipeline's names, importable from here as before)
     IMAGE_EXTENSIONS, Listing, UnreadableImage, colour_mode, image_files, list_images, load_image, resize_and_crop,
 )
@@ -102,7 +102,7 @@ def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels
     try:
         plan_id = _start(target, plan)
     except OSError as err:  # creating the folder
-        raise GanforgeError(f"cannot write {target}: {err.strerror or err}") from None
+        raise GanforgeError(f"cannot write {target}: {os_reason(err)}") from None
     shards = [listing.files[start: start + shard_size] for start in range(0, len(listing.files), shard_size)]
     pending = [i for i in range(len(shards))
                if not _complete(target, i, plan_id, shape=(channels, resolution, resolution))]
@@ -274,7 +274,7 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as err:
-        raise GanforgeError(f"cannot write {path}: {err.strerror or err}; complete shards are kept: make room "
+        raise GanforgeError(f"cannot write {path}: {os_reason(err)}; complete shards are kept: make room "
                             "and rerun the same command to continue") from None
     finally:
         with contextlib.suppress(OSError):

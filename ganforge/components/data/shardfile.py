@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from ...errors import GanforgeError
-from .files import open_regular
+from .files import open_regular, os_reason
 
 MAX_HEADER_BYTES = 10_000
 """numpy's own default bound on an ``.npy`` header (``max_header_size``)."""
@@ -83,7 +83,7 @@ def map_array(expected: Expected, *, verify: bool, verified: Signature | None = 
                 return np.empty(shape, dtype=dtype), signature
             array = np.memmap(handle, dtype=dtype, mode="r", shape=shape, offset=offset)
     except OSError as err:
-        raise ShardError(f"{path}: cannot be read ({err.strerror or err}); rerun `ganforge prepare`") from None
+        raise ShardError(f"{path}: cannot be read ({os_reason(err)}); rerun `ganforge prepare`") from None
     return array.view(np.ndarray), signature
 
 
