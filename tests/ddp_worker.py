@@ -108,8 +108,38 @@ def refuse_checkpoints() -> None:
     trainer.write_checkpoint = write_checkpoint
 
 
-FAULTS = {"hide-newest": hide_newest_checkpoint, "skip-images": skip_images, "diverge": diverge_at_step_2,
-          "raise-d-loss": raise_d_loss, "refuse-checkpoints": refuse_checkpoints}
+def crash_once_at_step_3() -> None:
+    """This process dies at step 3 the first time (``$DDP_MARKER`` not there yet), as a lost node would."""
+    from ganforge.engine.step import GANUpdate
+
+    original = GANUpdate.train_step
+    marker = Path(os.environ["DDP_MARKER"])
+
+    def train_step(self):  # type: ignore[no-untyped-def]
+        if self.step == 2 and not marker.exists():
+            marker.write_text("crashed once")
+            os._exit(1)
+        return original(self)
+
+    GANUpdate.train_step = train_step
+
+
+def crash_at_step_2() -> None:
+    """An exception no vote knows of (a bug) on this rank alone at step 2."""
+    from ganforge.engine.step import GANUpdate
+
+    original = GANUpdate.train_step
+
+    def train_step(self):  # type: ignore[no-untyped-def]
+        if self.step == 1:
+            raise RuntimeError("a bug only this rank meets")
+        return original(self)
+
+    GANUpdate.train_step = train_step
+
+
+FAULTS = {"crash": crash_at_step_2, "hide-newest": hide_newest_checkpoint, "skip-images": skip_images, "diverge": diverge_at_step_2,
+          "raise-d-loss": raise_d_loss, "refuse-checkpoints": refuse_checkpoints, "crash-once": crash_once_at_step_3}
 
 
 def faulty_cli(args: list[str]) -> None:

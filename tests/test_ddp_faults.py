@@ -130,6 +130,19 @@ def test_a_refused_write_on_rank_0_stops_every_rank(tmp_path):
     assert rank1.returncode == 2 and lines(rank1) == [line]
 
 
+def test_an_error_one_rank_meets_alone_does_not_hold_it_for_the_timeout(tmp_path):
+    """Not a voted path (a bug): the failing rank waits at most FAILED_BARRIER_S for the others at exit,
+    not the process-group timeout (60 s here), so the launcher sees it end and can end or restart the job."""
+    from ganforge.engine.distributed import FAILED_BARRIER_S
+
+    (rank0, rank1), seconds = two_ranks("train", TINY, "--out", tmp_path / "run", "--steps", "4", *FAST,
+                                        fault="crash")
+    assert rank1.returncode != 0 and "a bug only this rank meets" in rank1.stderr
+    assert rank0.returncode != 0
+    assert "Timed out waiting" not in rank1.stderr  # it did not sit out the timeout at leave()'s barrier
+    assert seconds < 60 - 5 and FAILED_BARRIER_S < 30
+
+
 # --- §3: logged losses are every rank's mean -----------------------------------------------------------------------
 def test_logged_losses_are_the_mean_over_ranks(tmp_path):
     run = tmp_path / "run"
@@ -207,3 +220,27 @@ def test_another_world_size_reads_each_global_batch_as_the_old_one_would(before,
     resumed = streams(after)
     assert all(s.restore(old[0].state()) for s in resumed)  # rank 0's state is what a checkpoint holds
     assert global_batches(resumed, 9) == expected
+
+
+def test_torchrun_max_restarts_with_resume_continues_after_a_lost_rank(tmp_path):
+    """The README's command: the same ``--resume`` command starts the run (no checkpoint: step 0) and,
+    after rank 1 dies at step 3, torchrun's restart resumes it from the step-2 checkpoint to the end.
+
+    ``--standalone`` (c10d rendezvous) with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a restart under the
+    static rendezvous (``--master_port``), or with the store shared, read the first attempt's gloo
+    addresses and failed to connect in 5 of 6 tries here (pytorch/pytorch#135712); this way, 0 of 4."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DDP_FAULT": "crash-once", "DDP_MARKER": str(tmp_path / "marker"),
+           "GANFORGE_DIST_TIMEOUT_S": "60", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "--max-restarts", "1", str(WORKER), "cli",
+                             "train", str(TINY), "--out", str(run), "--resume", "--steps", "4", *FAST,
+                             "--set", "train.checkpoint_every=2"],
+                            capture_output=True, text=True, timeout=LIMIT_S * 2, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "marker").exists()  # rank 1 did die once
+    assert "starting from step 0" in result.stderr
+    assert f"resumed from {run / 'checkpoints' / 'step-000000002.pt'} at step 2" in result.stderr
+    assert checkpoints(run) == ["step-000000002.pt", "step-000000004.pt"]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the log holds each step once

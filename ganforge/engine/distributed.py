@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
@@ -101,11 +102,33 @@ def leave(placement: Placement) -> None:
     Without the barrier a rank could tear gloo down while a peer still talks to it, and a process
     sometimes aborted at exit ("terminate called without an active exception", 1 in 8 two-process
     CPU runs here under load).
+
+    Called while an exception propagates (``leave`` sits in a ``finally``), the barrier waits at most
+    ``FAILED_BARRIER_S``: a failure every rank voted on brings them all here at once, but one this
+    rank met alone (a bug, a lost device) finds the others inside another collective, and waiting
+    for them would hold this process, and the launcher that restarts or ends the job, for the whole
+    process-group timeout. Then the group is left as it is and the process exits with its error.
     """
-    if placement.distributed and dist.is_initialized():
+    if not (placement.distributed and dist.is_initialized()):
+        return
+    if sys.exc_info()[0] is None:
         dist.barrier()
-        if placement.joined:
-            dist.destroy_process_group()
+    elif not _barrier_within(FAILED_BARRIER_S):
+        return
+    if placement.joined:
+        dist.destroy_process_group()
+
+
+FAILED_BARRIER_S = 10.0
+
+
+def _barrier_within(seconds: float) -> bool:
+    """Whether every rank reached a barrier within ``seconds``."""
+    try:
+        dist.barrier(async_op=True).wait(timeout=timedelta(seconds=seconds))
+    except Exception:  # noqa: BLE001  (timed out, or a peer already gone: either way, not all here)
+        return False
+    return True
 
 
 def on_main(placement: Placement | None, work: Callable[[], T], group: object = None) -> T:
