@@ -231,11 +231,12 @@ def test_readme_override_turns_sagan_imagenet128_to_prepared(cli, images, tmp_pa
 
     out = tmp_path / "p128"
     prepare(images, out=out, resolution=128, workers=1, progress=False)
-    overrides = ["data.type=prepared", f"data.root={out}"]
+    # A type change by --set replaces the data mapping, so resolution and classes are given again.
+    overrides = ["data.type=prepared", f"data.root={out}", "data.resolution=128", "data.num_classes=1000"]
     blueprint = BLUEPRINTS / "sagan_imagenet128.yaml"
     result = cli("inspect", blueprint, *[a for o in overrides for a in ("--set", o)])
     assert result.exit_code == 0, result.stderr
-    assert "prepared" in result.stdout
+    assert "prepared" in result.stdout and "num_classes=1000" in result.stdout
     # With 1000 ImageNet classes it would build as is; this small set has 3.
     data = build_dataset(load_blueprint(blueprint, [*overrides, "data.num_classes=3"]), default_registry())
     assert len(data) == 19 and data[0][0].shape == (3, 128, 128)
@@ -265,3 +266,15 @@ def test_measure_loader_reports_positive_rates(prepared):
                             warmup=1, repeats=2)
     assert result["images_per_s"] > 0 and result["batches_per_s"] > 0
     assert result["images_per_s"] == pytest.approx(4 * result["batches_per_s"])
+
+
+def test_a_prepared_folder_with_classes_read_unconditionally_says_so(images, tmp_path, capsys):
+    """--set data.type=prepared replaces the data mapping; a dropped num_classes must not pass silently."""
+    from ganforge.components.data.prepared import prepared
+
+    out = tmp_path / "p16w"
+    prepare(images, out=out, resolution=16, workers=1, progress=False)
+    prepared(root=str(out), resolution=16)
+    assert "3 classes but data.num_classes is 0" in capsys.readouterr().err
+    prepared(root=str(out), resolution=16, num_classes=3)
+    assert "num_classes is 0" not in capsys.readouterr().err

@@ -146,6 +146,10 @@ def prepared(*, root: str | None = None, resolution: Annotated[int, Field(ge=4)]
                                 f"`ganforge prepare --{key} {wanted}`")
     if num_classes and len(manifest.classes) != num_classes:
         raise GanforgeError(f"{where} has {len(manifest.classes)} classes but data.num_classes is {num_classes}")
+    if not num_classes and len(manifest.classes) > 1:  # e.g. --set data.type=prepared replaced num_classes
+        print(f"warning: {where} holds {len(manifest.classes)} classes but data.num_classes is 0: the labels are "
+              f"ignored and the model is unconditional (set data.num_classes: {len(manifest.classes)} for a "
+              "class-conditional one)", file=sys.stderr)
     if verify and not all(shard.checksummed for shard in manifest.shards):
         print(f"warning: {folder / 'manifest.json'} records no shard checksums (written before they were added): "
               "sizes are checked, contents are not; rerun the same `ganforge prepare` command to add them",
