@@ -168,3 +168,23 @@ def test_resume_without_steps_trains_to_the_runs_own_steps(run):
     assert result.exit_code == 0, result.stderr
     assert checkpoint_steps(run) == [2, 3]
     assert "training to step 3" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "gone"])
+def test_a_sample_grid_that_cannot_be_read_back_is_left_out_of_tensorboard(tmp_path, damage):
+    """Another process rewrote (or removed) the grid between write and read-back (issue 22, two runs in one
+    folder: PIL's 'broken data stream' was a traceback): the run goes on, TensorBoard without that image."""
+    pytest.importorskip("tensorboard")
+    from PIL import Image
+
+    from ganforge.engine.run_log import RunLog
+
+    log = RunLog(tmp_path / "metrics.jsonl", resume_from_step=None)
+    grid = tmp_path / "step-000000000.png"
+    Image.new("RGB", (8, 8)).save(grid)
+    if damage == "truncated":
+        grid.write_bytes(grid.read_bytes()[:60])
+    else:
+        grid.unlink()
+    log.image_file("samples", grid, 0)
+    log.close()

@@ -63,8 +63,11 @@ class RunLog:
         import numpy as np
         from PIL import Image
 
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+        except OSError:  # gone or rewritten meanwhile (another run in this folder): the PNG on disk is the record
+            return
         with self._writing_events():
             self._tensorboard.add_image(tag, pixels, step, dataformats="HWC")
             self._tensorboard.flush()
