@@ -90,8 +90,6 @@ NO_COMPLETE = {
                                 "step-000000002.pt: the file is empty (0 bytes)")),
     "truncated and flipped": (lambda run: (halve(step_file(run, 2)), flip_bytes(step_file(run, 1))),
                               ("none of the checkpoints can be read", "step-000000002.pt: RuntimeError: PytorchStreamReader failed", "checksum mismatch")),
-    "only an unfinished write": (unfinished_only,
-                                 ("only unfinished writes", "step-000000001.pt.tmp: an unfinished write of ")),
     "unreadable and unfinished": (lambda run: (empty(step_file(run, 2)), unfinished_only_keeping(run)),
                                   ("none of the checkpoints can be read", "step-000000001.pt.tmp: an unfinished write of ")),
 }
@@ -114,6 +112,17 @@ def test_resume_without_a_complete_checkpoint_is_one_line_and_removes_nothing(cl
                                                   "nothing was removed"))
     assert len(line) < 1200, line
     assert files_of(run / "checkpoints") == before
+
+
+def test_resume_beside_only_an_unfinished_write_warns_and_starts_from_step_0(cli, run):
+    """A run killed while writing its first checkpoint: a restart running the same --resume command goes on."""
+    unfinished_only(run)
+    result = cli("train", TINY, "--out", run, *FAST, "--steps", "2", "--resume")
+    assert result.exit_code == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: --resume:")]
+    assert len(warning) == 1 and "only unfinished writes (step-000000001.pt.tmp: an unfinished write of " in warning[0]
+    assert "starting from step 0" in result.stderr
+    assert step_file(run, 2).is_file()  # trained from step 0 and checkpointed
 
 
 def test_resume_into_an_empty_checkpoint_folder_still_starts_from_step_0(cli, tmp_path):

@@ -25,7 +25,7 @@ def resume_newest(folder: Path, *, load: Callable[[Path, CheckpointRecord], int]
     found = read_newest_valid(folder, map_location=map_location, report=skipped.append)
     agree(_found(folder, found))
     if found is None:
-        refuse_incomplete(folder, skipped)
+        refuse_incomplete(folder, skipped, report=report)
         report(f"no checkpoint in {folder}: starting from step 0")
         return None
     path, record = found
@@ -97,11 +97,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def refuse_incomplete(folder: Path, skipped: list[str]) -> None:
+def refuse_incomplete(folder: Path, skipped: list[str], *, report: Callable[[str], None]) -> None:
     """Refuse, in one line naming what is there, to start over beside checkpoints that do not load.
 
-    Unreadable ``step-*.pt`` files or unfinished ``*.pt.tmp`` writes mean this folder held a run:
-    starting from step 0 would rotate them away, so nothing is removed and the user decides.
+    Unreadable ``step-*.pt`` files mean this folder held a run that reached a checkpoint: starting
+    from step 0 would rotate them away, so nothing is removed and the user decides. Unfinished
+    ``*.pt.tmp`` writes alone (a process killed while writing its first checkpoint) hold nothing that
+    can be loaded: that is a warning and a start from step 0, so a restart policy running the same
+    ``--resume`` command (torchrun --max-restarts, a scheduler's requeue) is not stopped by it.
     """
     unfinished = list_unfinished(folder)
     if not skipped and not unfinished:
@@ -110,9 +113,12 @@ def refuse_incomplete(folder: Path, skipped: list[str]) -> None:
              for message in skipped if message.startswith("skipping")]
     found += [f"{path.name}: an unfinished write of {_size(path)}" for path in unfinished]
     shown = "; ".join(found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
-    what = "none of the checkpoints can be read" if skipped else "only unfinished writes"
-    raise GanforgeError(f"--resume: no complete checkpoint in {folder}: {what} ({shown}); nothing was removed: "
-                        "move them away to start this run over")
+    if not skipped:
+        report(f"warning: --resume: {folder} holds only unfinished writes ({shown}), nothing that loads: "
+               "starting from step 0")
+        return
+    raise GanforgeError(f"--resume: no complete checkpoint in {folder}: none of the checkpoints can be read "
+                        f"({shown}); nothing was removed: move them away to start this run over")
 
 
 def _size(path: Path) -> str:
