@@ -119,7 +119,7 @@ def leave(placement: Placement) -> None:
         dist.destroy_process_group()
 
 
-FAILED_BARRIER_S = 10.0
+FAILED_BARRIER_S = 5.0
 
 
 def _barrier_within(seconds: float) -> bool:

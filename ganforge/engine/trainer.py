@@ -188,7 +188,8 @@ class Trainer:
         """Stop at ``bad_step`` (-1: none), the first step whose loss was non-finite or above ``train.max_abs_loss``.
 
         ``size(step)`` (``loop.Interval.size_at``, read only here) says which: the step's largest |loss|,
-        finite when it was above the limit, NaN/inf when non-finite, None when not known in this process.
+        finite when it was above the limit, NaN/inf when non-finite; under DDP the voted size, so every
+        rank words it alike.
         """
         if bad_step < 0:
             return
