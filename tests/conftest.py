@@ -66,3 +66,19 @@ def no_inception(monkeypatch, tmp_path):
 
     monkeypatch.setattr(inception, "load_inception", refuse)
     monkeypatch.setenv("GANFORGE_INCEPTION", str(tmp_path / "missing.pt"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Reference statistics of data without a writable root go to $XDG_CACHE_HOME: a session folder
+    here, so the suite never fills (or reads stale entries from) the user's ~/.cache. Subprocesses
+    inherit it; tests that check the cache location set their own."""
+    import os
+
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
