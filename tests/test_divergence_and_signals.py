@@ -1,4 +1,5 @@
-"""Issue 22: the divergence guard (train.max_abs_loss), stop signals, a SIGKILLed study, two trainers on one folder.
+"""Issue 22: the divergence guard (train.max_abs_loss), stop signals, a SIGKILLed study, two trainers on one folder
+(the second refused by the run-folder lock, issue 23).
 
 The signal rows run ``python -m ganforge train`` as a subprocess and signal it at moments drawn from
 a seeded RNG once training has started (or while a checkpoint is being written); the interrupted run
@@ -424,44 +425,53 @@ def test_a_table_write_cut_short_leaves_the_previous_table(tmp_path, monkeypatch
     assert not list(tmp_path.glob("*.tmp"))
 
 
-# -- 6. two trainers on one run folder (recorded; the run-folder lock comes with a later issue) -----------------
+# -- 6. two trainers on one run folder: the second is refused (the run-folder lock, issue 23) -------------------
 
-def test_two_trainers_on_one_folder_as_they_are_today(tmp_path):
-    """Observed (no lock yet) in 10 tries, both started together with seeds 1 and 2, 20 steps, a checkpoint
-    every step; never a traceback, never a checkpoint that fails its checksum:
+def test_a_second_trainer_on_one_folder_exits_2_naming_the_holder_and_the_first_finishes(tmp_path):
+    """Before the lock (issue 22, 10 tries) two trainers started together both trained into one folder
+    (``metrics.jsonl`` interleaved, checkpoints from either run) or lost races on temporary names.
 
-    - 5 of 10: both exit 0, each having trained all 20 steps into the same folder: ``metrics.jsonl`` holds
-      both runs' lines interleaved (40 lines, steps 1..20 twice) and the checkpoints are whichever process
-      renamed last (each file whole, but consecutive ones may come from different runs);
-    - 4 of 10: one loses a race on a temporary file both write under the same name and stops with one
-      line, exit 2, while the other trains to the end: the step-0 sample grid (twice: ``cannot write sample
-      grid .../samples/step-000000000.png: No such file or directory (.../step-000000000.tmp.png)``),
-      TensorBoard's event file (once), a checkpoint (once: ``cannot write checkpoint .../step-000000016.pt:
-      No such file or directory; earlier checkpoints are intact (newest step-000000015.pt; free space, then
-      --resume)``);
-    - 1 of 10: both stop at the same checkpoint, exit 2, one line each (``cannot write checkpoint
-      .../step-000000005.pt: only 0 of 3,732,351 bytes reached the disk; the partial file was removed; ...``
-      and ``...: No such file or directory; ...``); steps 2-4 stay intact.
+    Now the second, started while the first holds the folder (stopped with SIGSTOP just after taking the
+    lock, so the overlap is certain), exits 2 with one line naming the holder's pid, host and lock file,
+    and writes nothing; the first, continued, trains to the end alone.
     """
+    import socket
+
     from ganforge.engine.checkpoints import load_checkpoint
+    from ganforge.engine.run_lock import HOLDER_NAME, LOCK_NAME
 
     out = tmp_path / "run"
-    processes = [subprocess.Popen(train_command(out, "--seed", str(seed), "--steps", "20"), env=_env(), cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
-    ended = [(p.wait(timeout=600), p.stderr.read()) for p in processes]  # type: ignore[union-attr]
-    for process in processes:
-        process.stderr.close()  # type: ignore[union-attr]
-    assert all("Traceback" not in stderr for _, stderr in ended), ended
-    assert {code for code, _ in ended} <= {0, 2}, ended
-    for code, stderr in ended:
-        if code == 2:  # the last line names what it could not write, in the run folder
-            last = stderr.strip().splitlines()[-1]
-            assert last.startswith("error: cannot write") and str(out) in last, stderr
+    # checkpoints at the end only: the second's own check ("already holds checkpoints") cannot answer first
+    command = lambda seed: train_command(out, "--seed", str(seed), "--steps", "20",  # noqa: E731
+                                         "--set", "train.checkpoint_every=1000")
+    first = subprocess.Popen(command(1), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / HOLDER_NAME).is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)
+        assert (out / HOLDER_NAME).is_file(), "the first trainer never took the lock"
+        second = subprocess.run(command(2), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+        os.kill(first.pid, signal.SIGCONT)
+        line = assert_clean_failure(second, mentions=(
+            f"{out}: another ganforge process is training in this folder", f"pid {first.pid} on {socket.gethostname()}",
+            f"lock {out / LOCK_NAME}", "wait for it or use another --out"))
+        assert line.startswith("error: ")
+        code, stderr = first.wait(timeout=300), first.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
+            first.kill()
+            first.wait()
+        first.stderr.close()  # type: ignore[union-attr]
+    assert code == 0 and "Traceback" not in stderr, stderr
     for name in checkpoints(out):
-        load_checkpoint(out / "checkpoints" / name)  # whole: temp + rename, checksum verified
+        load_checkpoint(out / "checkpoints" / name)  # whole, checksum verified
+    assert checkpoints(out) == ["step-000000020.pt"]
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    if [code for code, _ in ended] == [0, 0]:
-        assert sorted(steps) == sorted([*range(1, 21)] * 2)  # both runs' lines in one log
+    assert steps == list(range(1, 21))  # the first run's lines alone, once each
+    assert sorted(p.name for p in out.glob(".ganforge.lock*")) == []
 
 
 # -- the full signal matrix, as a script ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .distributed import Placement
 from .resume import check_fits, resume_newest
 from .run_log import RunLog
 from .run_dir import RunDir
+from .run_lock import RunLock
 from .runtime import Runtime
 from .samples import column_classes, grid_columns, save_grid, writing
 from .seeding import capture_rng, fixed_samples_seed, process_seed, restore_rank_rng, seed_everything
@@ -92,10 +93,19 @@ class Trainer:
         return self.update.train_step()
 
     def run(self) -> int:
-        """Train to ``options.steps`` (``loop.train``); returns the step reached."""
+        """Train to ``options.steps`` (``loop.train``) holding the run folder's lock; returns the step reached.
+
+        Rank 0 alone takes the lock (``on_main``: a refusal stops every rank) before anything is
+        written into the folder, and drops it however training ends.
+        """
         from .loop import train
 
-        return train(self)
+        lock = RunLock(root=self.run_dir.root)
+        self.runtime.on_main(lambda: lock.acquire(report=self.report))
+        try:
+            return train(self)
+        finally:
+            lock.release()  # not held on the other ranks: nothing to do there
 
     # -- what the loop calls --------------------------------------------------------------
     def open(self) -> RunLog | None:
