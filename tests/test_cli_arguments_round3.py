@@ -151,3 +151,17 @@ def test_huge_n_is_refused_from_the_count_alone():
         check_count(10**12)
     assert time.perf_counter() - started < 0.1
     check_count(50_000)  # the standard count fits anywhere a GPU does (1.6 GiB of features)
+
+
+def test_a_type_change_does_not_bring_back_keys_a_whole_section_set_dropped():
+    from ganforge.blueprint.overrides import apply_overrides
+
+    out = apply_overrides({"data": {"type": "procedural", "size": 5}},
+                          ["data.root=/a", 'data={"type": "npz", "path": "p"}', "data.type=prepared"])
+    assert out["data"] == {"type": "prepared"}
+    out = apply_overrides({"generator": {"blocks": [{"type": "a"}, {"type": "b"}]}},
+                          ["generator.blocks.1.ch=64", 'generator.blocks=[{"type": "a"}, {"type": "b"}]',
+                           "generator.blocks.1.type=c"])
+    assert out["generator"]["blocks"][1] == {"type": "c"}
+    out = apply_overrides({"data": {"type": "procedural", "size": 5}}, ["data.root=/a", "data.type=npz"])
+    assert out["data"] == {"type": "npz", "root": "/a"}  # set inside since: kept

@@ -244,3 +244,21 @@ def test_torchrun_max_restarts_with_resume_continues_after_a_lost_rank(tmp_path)
     assert checkpoints(run) == ["step-000000002.pt", "step-000000004.pt"]
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # the log holds each step once
+
+
+def test_the_vote_group_takes_the_jobs_timeout(monkeypatch):
+    """The votes wait on rank 0's checkpoint writes and evaluations: gloo's fixed 30-minute default must
+    not cut a job whose GANFORGE_DIST_TIMEOUT_S allows longer (nor outlast a shorter one)."""
+    from datetime import timedelta
+
+    import torch.distributed
+
+    from ganforge.engine.runtime import Runtime
+
+    made = []
+    monkeypatch.setattr(torch.distributed, "new_group", lambda **kwargs: made.append(kwargs) or "group")
+    monkeypatch.setenv("GANFORGE_DIST_TIMEOUT_S", "7200")
+    runtime = Runtime.__new__(Runtime)
+    runtime._vote_group = None
+    assert runtime._votes() == "group" and runtime._votes() == "group"
+    assert made == [{"backend": "gloo", "timeout": timedelta(seconds=7200)}]

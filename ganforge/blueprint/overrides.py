@@ -95,7 +95,10 @@ def _retype(out: dict[str, Any], parent: Any, section: list[str | int], value: A
     if origins is not None:
         _forget(origins, where)
         origins[where] = origins[join_path(where, "type")] = "--set"  # what it lacks now, --set left out
-    for parts, given in earlier:
+    # Only what was set inside the section since it (or a parent) was last set whole: a key that a
+    # later whole-section --set dropped stays dropped.
+    wholes = [i for i, (parts, _) in enumerate(earlier) if parts == section[:len(parts)]]
+    for parts, given in earlier[wholes[-1] + 1 if wholes else 0:]:
         if len(parts) > len(section) and parts[:len(section)] == section and parts[len(section)] != "type":
             _assign(out, parts, given, origins, earlier=[])
 

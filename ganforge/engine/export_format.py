@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import GanforgeError
+from ..json_depth import json_depth
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUFFIX", "export_blueprint", "export_step", "read_export",
            "tensor_digest"]
@@ -24,8 +25,6 @@ FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 MAX_BLUEPRINT_CHARS = 4 * 1024 * 1024  # a resolved blueprint is a few KiB; its YAML chain is at most 1 MiB
 _DECIMAL = re.compile(r"[0-9]{1,18}")  # ASCII digits only (``re``'s \d and str.isdigit take any script's)
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -98,10 +97,3 @@ def export_blueprint(metadata: dict[str, str], path: Path) -> dict[str, Any]:
     return document
 
 
-def json_depth(text: str) -> int:
-    """How deeply the arrays and objects of JSON ``text`` nest (brackets inside strings do not count)."""
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub('""', text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..contracts import batch_statistics
-from .distributed import Placement, any_rank, on_main
+from .distributed import Placement, any_rank, on_main, process_group_timeout
 
 if TYPE_CHECKING:
     from ..blueprint.schema import TrainSpec
@@ -163,7 +163,9 @@ class Runtime:
     def _votes(self) -> Any:
         """The CPU group the votes run over, made at the first vote (a collective, like every vote)."""
         if self._vote_group is None:
-            self._vote_group = torch.distributed.new_group(backend="gloo")
+            # gloo's own default is a fixed 30 minutes: the votes wait on rank 0's checkpoint writes and
+            # evaluations, so they take the job's timeout ($GANFORGE_DIST_TIMEOUT_S) like the default group.
+            self._vote_group = torch.distributed.new_group(backend="gloo", timeout=process_group_timeout())
         return self._vote_group
 
     def gather(self, value: Any) -> list[Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from ...json_depth import json_depth
 
 MAX_JSON_BYTES = 64 * 2**20
 """A manifest, plan or shard record: ImageNet's manifest, skipped files listed, is well under 1 MiB."""
@@ -73,20 +74,9 @@ def read_json(path: Path, *, limit: int = MAX_JSON_BYTES, nesting: int = MAX_JSO
         raw = handle.read(limit + 1)
     if len(raw) > limit:
         raise ValueError(f"over {limit} bytes")
-    depth = _nesting(raw)
+    depth = json_depth(raw)
     if depth > nesting:
         raise ValueError(f"nested {depth} levels deep, more than {nesting}")
     return json.loads(raw.decode("utf-8"))  # ganforge writes UTF-8; json's own guess reads junk as UTF-16
 
 
-def _nesting(raw: bytes) -> int:
-    """The deepest ``[``/``{`` nesting outside strings, found without parsing (so without recursion)."""
-    deepest = depth = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", raw)):
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
