@@ -389,10 +389,16 @@ def prepare_command(data_root: str, resolution: int, out: str, channels: int, wo
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
               help="Study folder: OUT/<variant>/seed-<k>/ runs, study.md, study.csv, study-summary.csv, study.png.")
+@click.option("--parallel", type=int, default=1, show_default=True,
+              help="Runs at once, each its own process with its log in its run folder; GPUs round-robin over "
+                   "CUDA_VISIBLE_DEVICES (else every GPU).")
+@click.option("--threads-per-run", type=int, default=None,
+              help="Torch threads per run [default: with --parallel N > 1, the CPUs // N].")
 @debug_option
 def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: int | None, metrics: str | None,
                   overrides: tuple[str, ...], eval_images: int | None, reference: str | None, inception: str | None,
-                  protocol: str | None, device: str, out: str, debug: bool) -> None:
+                  protocol: str | None, device: str, out: str, parallel: int, threads_per_run: int | None,
+                  debug: bool) -> None:
     """Train every variant × seed as its own run, evaluate each, and tabulate mean ± std per variant.
 
     Rerun the same command to continue: finished runs are kept, an interrupted one resumes.
@@ -400,10 +406,14 @@ def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: 
     with user_errors(debug):
         from pathlib import Path
 
+        import os
+
+        from .commands.study.parallel import check_parallel, run_parallel
         from .commands.study.report import write_report
         from .commands.study.runner import EvalSettings, run_study
         from .commands.study.variants import check_metrics, check_variants, study_variants
 
+        check_parallel(parallel, threads_per_run, os.environ)
         rows = study_variants(variants)
         assemblies = check_variants(blueprint, overrides=list(overrides), variants=rows)
         names = check_metrics([m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None
@@ -411,10 +421,21 @@ def study_command(blueprint: str, variants: tuple[str, ...], seeds: int, steps: 
         evaluation = EvalSettings(metrics=names, images=eval_images, reference=reference, inception=inception,
                                   protocol=protocol)
         report = lambda message: click.echo(message, err=True)  # noqa: E731
-        outcome = run_study(blueprint, overrides=list(overrides), variants=rows, assemblies=assemblies,
-                            seeds=list(range(seeds)), steps=steps, evaluation=evaluation, device=device,
-                            out=Path(out), report=report)
+        common = dict(overrides=list(overrides), variants=rows, assemblies=assemblies, seeds=list(range(seeds)),
+                      steps=steps, evaluation=evaluation, device=device, out=Path(out), report=report)
+        if parallel > 1:
+            outcome = run_parallel(blueprint, **common, parallel=parallel, threads=threads_per_run)
+        else:
+            if threads_per_run is not None:
+                import torch
+
+                torch.set_num_threads(threads_per_run)
+            outcome = run_study(blueprint, **common)
         text = write_report(outcome, rows, Path(out), report=report)
+        if outcome.refused:
+            click.echo(text, nl=False)
+            raise GanforgeError(f"{len(outcome.refused)} run(s) refused, kept unfinished (rerun the same command "
+                                f"once fixed): {'; '.join(outcome.refused)}")
     click.echo(text, nl=False)
 # --- end study command ----------------------------------------------------------------------------
 

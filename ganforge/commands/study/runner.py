@@ -45,12 +45,14 @@ class RunResult:
 class StudyOutcome:
     """The finished runs in table order; ``stopped`` names the run a Ctrl-C interrupted, if any.
 
-    ``main``: false in every torchrun process but rank 0, which alone writes the tables.
+    ``main``: false in every torchrun process but rank 0, which alone writes the tables. ``refused``: the
+    one-line errors of runs a ``--parallel`` worker refused (``folder: reason``), none recorded in ``done.json``.
     """
 
     results: list[RunResult] = field(default_factory=list)
     stopped: Path | None = None
     main: bool = True
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,8 @@ def _run_all(blueprint: str, *, overrides: list[str], variants: list[StudyVarian
             number = v_index * len(seeds) + s_index + 1
             say = lambda message, f=folder: report(f"[{number}/{total}] {f}: {message}")  # noqa: E731
             done = on_main(placement, lambda: read_done(folder))  # every rank takes rank 0's view
-            if done is not None and (done.get("failed") or done["step"] >= target):
-                missing = [] if done.get("failed") else [m for m in evaluation.metrics if m not in done["metrics"]]
+            missing = pending(done, target=target, metrics=evaluation.metrics)
+            if done is not None and missing is not None:
                 if not missing:
                     say(f"failed earlier ({done['failed']}), kept" if done.get("failed")
                         else f"finished at step {done['step']}, kept")
@@ -123,6 +125,14 @@ def _run_all(blueprint: str, *, overrides: list[str], variants: list[StudyVarian
                     return outcome
             outcome.results.append(_result(variant, seed, folder, done))
     return outcome
+
+
+def pending(done: dict[str, Any] | None, *, target: int, metrics: list[str]) -> list[str] | None:
+    """What a run still needs: None when it must train (no marker, or one short of ``target``), else the
+    metrics its ``done.json`` lacks (none for a failed run: its failure is kept, not retried)."""
+    if done is None or not (done.get("failed") or done["step"] >= target):
+        return None
+    return [] if done.get("failed") else [m for m in metrics if m not in done["metrics"]]
 
 
 def train_and_evaluate(blueprint: str, *, overrides: list[str], folder: Path, steps: int, seed: int, device: str,
