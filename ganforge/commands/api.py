@@ -2,6 +2,7 @@
 
     import ganforge
     g = ganforge.load("runs/tiny")                # the EMA generator when the run keeps one
+    g = ganforge.load("hf://ORG/NAME")            # an export on the Hugging Face Hub
     images = g.generate(16, classes=3, seed=0)    # (16, C, H, W) float32 in [-1, 1], on g.device
 
 Reached through ``ganforge.load``, which imports this module (and torch) only when called.
@@ -134,7 +135,9 @@ def _warn(message: str) -> None:
 
 
 def load(target: str | Path, *, ema: bool = True, device: torch.device | str = "auto") -> LoadedGenerator:
-    """The generator of ``target`` (run folder, checkpoint file or ``.safetensors`` export), ready to sample.
+    """The generator of ``target`` (run folder, checkpoint file, ``.safetensors`` export, or an export on the
+    Hugging Face Hub: ``"hf://ORG/NAME[@REVISION][/FILE.safetensors]"``, default file ``model.safetensors``,
+    read from the Hub cache or downloaded to it; only the cache with ``HF_HUB_OFFLINE=1``), ready to sample.
 
     ``ema``: the EMA copy when the run keeps one (its spectral-norm u/v converged for its own
     weights); False for the live generator. ``device``: "auto" (CUDA when available), "cpu", "cuda",

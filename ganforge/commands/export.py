@@ -14,6 +14,9 @@ str → str; the keys are:
 * ``sha256``: the hex digest of every tensor's name, dtype, shape and bytes in name order, checked on load;
 * ``ganforge_version`` and ``source`` (the checkpoint's file name): for people, not checked.
 
+Beside the file, ``export_generator`` writes its model card (``ganforge.commands.hub``: ``README.md``, or
+``<stem>.md`` when a README.md not written by ganforge is there), ready to upload to the Hugging Face Hub.
+
 safetensors itself stores only tensors and text, so loading a file from a stranger runs no code.
 """
 
@@ -38,10 +41,13 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUFFIX", "RestoredExport", "export_
 
 def export_generator(target: str | Path, out: str | Path, *, ema: bool = True,
                      warn: Callable[[str], None] = warn_on_stderr,
-                     registry: Registry | None = None) -> tuple[RestoredRun, Path]:
-    """Write the generator of ``target`` (run folder, checkpoint or export) to ``out``, atomically.
+                     registry: Registry | None = None, card: bool = True,
+                     repo_id: str | None = None) -> tuple[RestoredRun, Path]:
+    """Write the generator of ``target`` (run folder, checkpoint, export or ``hf://``) to ``out``, atomically.
 
-    ``registry`` (default: the global one) resolves the stored blueprint's components (``restore``)."""
+    ``registry`` (default: the global one) resolves the stored blueprint's components (``restore``).
+    ``card``: also write the model card beside ``out`` (``hub.write_model_card``; ``hub.card_path`` says
+    where), with ``repo_id`` in its load lines when given."""
     from safetensors.torch import save_file
 
     from ..version import __version__
@@ -67,6 +73,10 @@ def export_generator(target: str | Path, out: str | Path, *, ema: bool = True,
     with replacing(out, what="export") as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
         check_size(temporary, _expected_size(temporary, tensors))
+    if card:
+        from .hub import write_model_card
+
+        write_model_card(run, out, repo_id=repo_id)
     return run, out
 
 

@@ -59,7 +59,16 @@ def sample_grid(target: str | Path, *, count: int = 64, class_index: int | None 
                                      num_classes=bp.data.num_classes, seed=seed, class_index=class_index,
                                      truncation=truncation, device=dev, columns=columns,
                                      truncation_psi=truncation_psi))).cpu()
-    grid = Path(out) if out else RunDir(Path(run.run_dir)).samples / "sample.png"
+    grid = Path(out) if out else _default_grid(target, run)
     save_grid(images, grid, columns=columns)
     written = save_images(images, Path(individual)) if individual else []
     return SampleGrid(run=run, grid=grid, count=count, statistics=statistics, individual=written)
+
+
+def _default_grid(target: str | Path, run: RestoredRun) -> Path:
+    """``RUN/samples/sample.png``; for ``hf://ORG/NAME``, ``samples/ORG--NAME.png`` here (never in the Hub cache)."""
+    from ..engine.hub_cache import is_hub_target, parse_hub_target
+
+    if is_hub_target(target):
+        return Path("samples") / f"{parse_hub_target(str(target)).repo_id.replace('/', '--')}.png"
+    return RunDir(Path(run.run_dir)).samples / "sample.png"

@@ -17,6 +17,7 @@ from ..components.layers.spectral_norm import refresh_spectral_norm
 from ..registry import Registry, default_registry
 from .checkpoints import CheckpointRecord, read_checkpoint, read_newest_valid, unreadable_reason
 from .export_format import SUFFIX, export_blueprint, export_step, read_export
+from .hub_cache import hub_file, is_hub_target
 from .run_dir import RunDir
 
 
@@ -109,9 +110,12 @@ def restore(target: str | Path, *, device: torch.device | str = "cpu", prefer_em
     The EMA copy's spectral-norm u/v are set to its own weights' singular vectors (converged power
     iteration): the stored ones may be stale or, in older checkpoints, the live generator's.
     A ``.safetensors`` file is an export (``ganforge.commands.export``): its one generator, as written.
+    ``hf://ORG/NAME`` is an export on the Hub, resolved through its local cache (``hub_cache``).
     ``registry`` (default: the global one) resolves the stored blueprint's components, of a checkpoint
     or an export alike; it is kept on the result, so evaluating the run uses it too.
     """
+    if is_hub_target(target):  # hf://ORG/NAME: an export in (or downloaded to) the Hugging Face cache
+        target = hub_file(str(target))
     if Path(target).suffix == SUFFIX:
         return restore_export(target, device=device, prefer_ema=prefer_ema, warn=warn, registry=registry)
     checkpoint, record = find_record(target, warn=warn)
