@@ -236,20 +236,34 @@ def sample_command(target: str, count: int, class_index: int | None, truncation:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
               help="The .safetensors file to write.")
 @click.option("--raw", is_flag=True, help="Export the raw generator even when an EMA copy exists.")
+@click.option("--push-to-hub", "repo_id", metavar="ORG/NAME", default=None,
+              help="Also upload the export (as model.safetensors) and its model card (as README.md) to this "
+                   "Hugging Face model repo, created if needed; needs `hf auth login`.")
 @debug_option
-def export_command(target: str, out: str, raw: bool, debug: bool) -> None:
-    """Write the generator's weights and resolved blueprint to one .safetensors file (no training state).
+def export_command(target: str, out: str, raw: bool, repo_id: str | None, debug: bool) -> None:
+    """Write the generator's weights and resolved blueprint to one .safetensors file (no training state),
+    and its model card (README.md, or FILE.md beside a README.md not written by ganforge).
 
-    `ganforge.load`, `ganforge sample` and `ganforge evaluate` accept the file in place of a run.
+    `ganforge.load`, `ganforge sample` and `ganforge evaluate` accept the file in place of a run, and
+    hf://ORG/NAME once it is on the Hub.
     """
     with user_errors(debug):
         from .commands.export import export_generator
+        from .commands.hub import card_path, check_repo_id, push_to_hub
 
-        run, path = export_generator(target, out, ema=not raw)
+        repo_id = check_repo_id(repo_id) if repo_id is not None else None
+        run, path = export_generator(target, out, ema=not raw, repo_id=repo_id)
+        card = card_path(path)
         size = path.stat().st_size
         params = sum(p.numel() for p in run.generator.parameters())
-    click.echo(f"wrote {path}: {'EMA' if run.uses_ema else 'raw'} generator of step {run.step} from "
-               f"{run.checkpoint} ({params:,} parameters, {size / 2**20:.1f} MiB)")
+        click.echo(f"wrote {path}: {'EMA' if run.uses_ema else 'raw'} generator of step {run.step} from "
+                   f"{run.checkpoint} ({params:,} parameters, {size / 2**20:.1f} MiB)")
+        click.echo(f"wrote {card}: its model card" + ("" if card.name == "README.md" else
+                                                       " (README.md here was not written by ganforge)"))
+        if repo_id is not None:
+            url = push_to_hub(repo_id, export=path, card=card,
+                              message=f"ganforge export: {run.loaded.blueprint.name or path.stem}, step {run.step}")
+            click.echo(f"pushed {path.name} as model.safetensors and {card.name} as README.md to {url}")
 # --- end export command ---------------------------------------------------------------------------
 
 
@@ -353,15 +367,23 @@ def attention_command(target: str, points: str | None, class_index: int | None, 
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: all cores].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
               help="Source files per shard [default: about 256 MiB of images].")
+@click.option("--source", type=click.Choice(["imagefolder", "cifar10", "cifar100"]), default="imagefolder",
+              show_default=True, help="What DATA_ROOT is: an image folder, or a CIFAR folder as torchvision "
+              "downloads it (the folder holding cifar-10-batches-py / cifar-100-python, or that folder).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="The CIFAR split (--source cifar10/cifar100).")
+@click.option("--label", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+              help="CIFAR-100's labels: 100 fine classes or 20 coarse ones (--source cifar100).")
 @debug_option
 def prepare_command(data_root: str, resolution: int, out: str, channels: int, workers: int | None,
-                    shard_size: int | None, debug: bool) -> None:
-    """Decode, resize and crop a class-per-folder image set once into uint8 shards (`data.type: prepared`)."""
+                    shard_size: int | None, source: str, split: str, label: str, debug: bool) -> None:
+    """Decode, resize and crop a class-per-folder image set (or a CIFAR folder) once into uint8 shards
+    (`data.type: prepared`)."""
     with user_errors(debug):
         from .commands.prepare import prepare_folder
 
         lines = prepare_folder(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
-                               shard_size=shard_size)
+                               shard_size=shard_size, source=source, split=split, label=label)
     for line in lines:
         click.echo(line)
 # --- end prepare command --------------------------------------------------------------------------

@@ -57,12 +57,18 @@ class _Chunk:
     files: list[tuple[str, int]]
     resolution: int
     channels: int
+    pixels: Any = None  # the rows of an in-memory source (CIFAR, N×32×32×3 uint8) instead of files under root
 
 
 def _decode_chunk(chunk: _Chunk) -> tuple[Any, list[int], list[dict[str, str]]]:
     """Worker task: decode a few files; unreadable ones are reported, not raised."""
     import numpy as np
 
+    if chunk.pixels is not None:
+        from .cifar import cifar_pixels
+
+        return (cifar_pixels(chunk.pixels, resolution=chunk.resolution, channels=chunk.channels),
+                [label for _, label in chunk.files], [])
     mode = colour_mode(chunk.channels)
     images = np.empty((len(chunk.files), chunk.channels, chunk.resolution, chunk.resolution), dtype=np.uint8)
     labels: list[int] = []
@@ -83,22 +89,28 @@ def _decode_chunk(chunk: _Chunk) -> tuple[Any, list[int], list[dict[str, str]]]:
 
 # --- the whole folder ------------------------------------------------------------------------------
 def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels: int = 3,
-            workers: int | None = None, shard_size: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Write ``out`` (see the module docstring) from the image folder ``data_root``; returns the manifest."""
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} is not a directory: pass the image folder "
-                            "(one sub-folder per class)")
-    root = root.resolve()
+            workers: int | None = None, shard_size: int | None = None, progress: bool = True,
+            source: str = "imagefolder", split: str = "train", label: str = "fine") -> dict[str, Any]:
+    """Write ``out`` (see the module docstring) from the image folder ``data_root``; returns the manifest.
+
+    ``source`` ``cifar10`` / ``cifar100`` reads a CIFAR folder instead (``data_root`` as the datasets of
+    those names take it; ``split``, and ``label`` for cifar100), recorded in the plan.
+    """
     target = Path(out).expanduser().resolve()
-    _check_not_inside(target, root)
-    listing = list_images(root, exclude=target)
-    if not listing.files:
-        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    if source == "imagefolder":
+        root, listing = _image_listing(data_root, target)
+        pixels = None
+    else:
+        from .cifar import read_cifar
+
+        listing = read_cifar(str(data_root), name=source, split=split, label=label)
+        root, pixels = listing.folder.resolve(), listing.images
     shard_size = shard_size or _started_shard_size(target) or default_shard_size(resolution, channels)
     plan = {"format": FORMAT, "version": VERSION, "resolution": resolution, "channels": channels,
             "shard_size": shard_size, "classes": listing.classes, "source_files": len(listing.files),
             "listing_sha256": listing.fingerprint}
+    if source != "imagefolder":  # only then, so folders prepared before this key existed still resume
+        plan["source_type"] = f"{source} {split}" + (f" {label}" if source == "cifar100" else "")
     try:
         plan_id = _start(target, plan)
     except OSError as err:  # creating the folder
@@ -108,7 +120,8 @@ def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels
                if not _complete(target, i, plan_id, shape=(channels, resolution, resolution))]
     bar = _Progress(len(listing.files), enabled=progress,
                     done=len(listing.files) - sum(len(shards[i]) for i in pending))
-    chunks = [(i, _Chunk(str(root), shards[i][start: start + CHUNK], resolution, channels))
+    chunks = [(i, _Chunk(str(root), shards[i][start: start + CHUNK], resolution, channels,
+                         None if pixels is None else pixels[i * shard_size + start:][: len(shards[i][start: start + CHUNK])]))
               for i in pending for start in range(0, len(shards[i]), CHUNK)]
     try:
         _write_shards(target, chunks, plan_id=plan_id, workers=workers or os.cpu_count() or 1,
@@ -123,6 +136,24 @@ def prepare(data_root: str | Path, *, out: str | Path, resolution: int, channels
     manifest = _manifest(target, plan, len(shards), source=root)
     _write_json(target / MANIFEST, manifest)
     return manifest
+
+
+def _image_listing(data_root: str | Path, target: Path) -> tuple[Path, Listing]:
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} is not a directory: pass the image folder "
+                            "(one sub-folder per class)")
+    root = root.resolve()
+    for name, folder, meta in (("cifar10", "cifar-10-batches-py", "batches.meta"),
+                               ("cifar100", "cifar-100-python", "meta")):
+        if (root / folder).is_dir() or (root / meta).is_file():
+            raise GanforgeError(f"DATA_ROOT {str(data_root)!r} is a {name} folder as torchvision downloads it, "
+                                f"not an image folder: pass --source {name}")
+    _check_not_inside(target, root)
+    listing = list_images(root, exclude=target)
+    if not listing.files:
+        raise GanforgeError(f"DATA_ROOT {str(data_root)!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return root, listing
 
 
 def _check_not_inside(target: Path, root: Path) -> None:
@@ -153,8 +184,9 @@ def _start(target: Path, plan: dict[str, Any]) -> str:
                 raise ValueError(f"a {type(before).__name__}, not an object")
         except (OSError, ValueError) as err:
             raise GanforgeError(f"{path}: unreadable ({err}); delete the folder and run again") from None
-        different = [f"{k} {before.get(k)!r} there, {v!r} now" for k, v in plan.items()
-                     if k not in LISTING_KEYS and before.get(k) != v]
+        keys = [*plan, *(k for k in before if k not in plan)]
+        different = [f"{k} {before.get(k)!r} there, {plan.get(k)!r} now" for k in keys
+                     if k not in LISTING_KEYS and before.get(k) != plan.get(k)]
         if any(before.get(k) != plan[k] for k in LISTING_KEYS):
             different.append(f"the image files under DATA_ROOT changed: {before.get('source_files')} files in "
                              f"{len(before.get('classes', []))} classes then, {plan['source_files']} in "
