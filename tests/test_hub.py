@@ -296,3 +296,12 @@ def test_help_and_import_do_not_import_huggingface_hub():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["False", "False"]
     assert "--push-to-hub" in result.stdout
+
+
+def test_a_readme_folder_is_left_alone(tmp_path, export):
+    """README.md that is not a file (a folder) is not ganforge's card either: the card goes to <stem>.md."""
+    (tmp_path / "README.md").mkdir()
+    out = tmp_path / "tiny.safetensors"
+    result = CliRunner().invoke(cli, ["export", str(export), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "README.md").is_dir() and (tmp_path / "tiny.md").is_file()
