@@ -24,13 +24,14 @@ from ganforge.components.data.images import resize_and_crop
 from ganforge.components.data.prepare import prepare
 from ganforge.errors import GanforgeError
 from ganforge.registry import default_registry
-from support import BLUEPRINTS, TINY, assert_clean_failure
+from support import BLUEPRINTS, TINY, assert_clean_failure, run_ganforge
 from test_training import assert_identical, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 TRAIN = ("--steps", "1", "--device", "cpu", "--set", "train.batch_size=8", "--set", "train.log_every=1",
          "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1000")
+HANG_LIMIT = 60  # seconds the FIFO case may take in a subprocess before it counts as hanging
 
 
 class Py2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be extended
@@ -242,6 +243,8 @@ def test_prepare_on_a_cifar_folder_without_source_says_which(cli, c10, tmp_path)
     assert_clean_failure(result, mentions=("--source cifar10",))
     result = cli("prepare", c10, "--split", "test", "--resolution", "32", "--out", tmp_path / "p")
     assert_clean_failure(result, mentions=("--split",))
+    result = cli("prepare", c10, "--source", "cifar10", "--label", "coarse", "--resolution", "32", "--out", tmp_path / "p")
+    assert_clean_failure(result, mentions=("--label", "cifar100 only"))
 
 
 # --- hostile folders ------------------------------------------------------------------------------
@@ -314,10 +317,12 @@ HOSTILE = ["missing_batch", "fifo_batch", "truncated", "not_a_pickle", "code_in_
 def test_a_damaged_cifar_folder_exits_2_naming_the_file(cli, tmp_path, case):
     root = write_cifar10(tmp_path / "data", per_batch=2)
     mentions = _break(case, root / "cifar-10-batches-py", tmp_path)
-    assert_clean_failure(train(cli, tmp_path / "run", f"{{type: cifar10, resolution: 16, root: {root}, num_classes: 10}}"),
-                         mentions=mentions)
+    # a FIFO could block a read forever: that case runs in a subprocess with a time limit
+    run = cli if case != "fifo_batch" else lambda *args: run_ganforge(*args, timeout=HANG_LIMIT)
+    data = f"data={{type: cifar10, resolution: 16, root: {root}, num_classes: 10}}"
+    assert_clean_failure(run("train", TINY, "--out", tmp_path / "run", *TRAIN, "--set", data), mentions=mentions)
     assert not (tmp_path / "MARKER").exists()  # the payload never ran
-    prepared = cli("prepare", root, "--source", "cifar10", "--resolution", "32", "--out", tmp_path / "p")
+    prepared = run("prepare", root, "--source", "cifar10", "--resolution", "32", "--out", tmp_path / "p")
     assert_clean_failure(prepared, mentions=mentions)
     assert not (tmp_path / "MARKER").exists() and not (tmp_path / "p").exists()
 

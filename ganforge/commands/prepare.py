@@ -17,6 +17,8 @@ def prepare_folder(data_root: str, *, out: str, resolution: int, channels: int, 
 
     if source == "imagefolder" and (split != "train" or label != "fine"):
         raise GanforgeError("--split and --label apply to --source cifar10 / cifar100 only")
+    if source == "cifar10" and label != "fine":
+        raise GanforgeError("--label applies to --source cifar100 only (CIFAR-10 has one set of labels)")
     manifest = prepare(data_root, out=out, resolution=resolution, channels=channels, workers=workers,
                        shard_size=shard_size, source=source, split=split, label=label)
     return list(summary(manifest, out))

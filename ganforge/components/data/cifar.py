@@ -17,6 +17,9 @@ run code. A CIFAR folder is therefore trusted input, like a checkpoint. As a gua
 each file with an unpickler that resolves only the names a CIFAR batch uses (numpy's array
 reconstruction, ``_codecs.encode``), so a file that names anything else is refused before torchvision
 reads it. Files that are not regular files (a FIFO would block the read) are refused.
+
+Cost: each file is parsed twice (the check, then torchvision), about 5 s for CIFAR-10's 50,000 training
+images on one core, once per run; the split is then held in memory (150 MB) and sliced per batch.
 """
 
 from __future__ import annotations
@@ -85,8 +88,9 @@ def read_batch(path: Path) -> dict[str, Any]:
     try:
         handle = open_regular(path)
     except OSError as err:
-        reason = "missing" if isinstance(err, FileNotFoundError) else os_reason(err)
-        raise GanforgeError(f"{path}: {reason} (a CIFAR folder as torchvision downloads it is needed)") from None
+        reason = ("missing (every file of the split, as torchvision downloads it, is needed)"
+                  if isinstance(err, FileNotFoundError) else os_reason(err))
+        raise GanforgeError(f"{path}: {reason}") from None
     with handle:
         try:
             entry = _CifarUnpickler(handle, encoding="latin1").load()
