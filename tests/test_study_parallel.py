@@ -238,3 +238,37 @@ def test_parallel_under_torchrun_is_refused_in_one_line(stand_in, tmp_path, monk
     out = tmp_path / "study"
     assert_clean_failure(invoke(study_args(out, stand_in, "--parallel", "2")), mentions=("--parallel 2", "torchrun"))
     assert not out.exists()
+
+
+def test_a_study_killed_outright_leaves_no_worker_training(stand_in, tmp_path):
+    out = tmp_path / "study"
+    args = [sys.executable, "-m", "ganforge", *study_args(out, stand_in, "--parallel", "2", "--threads-per-run", "1",
+                                                          variants=["--variant", ""])]
+    args[args.index("2", args.index("--steps"))] = "100000"  # far more than 60 s of training
+    printed = tmp_path / "stderr.txt"
+    with open(printed, "w", encoding="utf-8") as stderr:
+        study = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=stderr)
+        end = time.monotonic() + 240
+        while time.monotonic() < end and printed.read_text().count("(process ") < 2:
+            time.sleep(0.1)
+        study.kill()
+        study.wait()
+    pids = [int(line.split("(process ", 1)[1].split(",", 1)[0]) for line in printed.read_text().splitlines()
+            if "(process " in line]
+    assert len(pids) == 2
+    end = time.monotonic() + 60
+    while time.monotonic() < end and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)  # each saw its study gone, checkpointed (or not yet begun) and ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (not yet reaped by init) has ended too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -197,7 +197,7 @@ def _start(job: Job, slot: int, settings: _WorkerSettings, *, total: int, report
     spec = {"blueprint": settings.blueprint, "overrides": [*settings.overrides, *job.variant.overrides],
             "folder": str(job.folder), "steps": job.target, "seed": job.seed, "device": settings.device,
             "evaluation": dataclasses.asdict(settings.evaluation), "evaluate": job.evaluate,
-            "threads": settings.threads}
+            "threads": settings.threads, "parent": os.getpid()}
     env = {**settings.environ, "OMP_NUM_THREADS": str(settings.threads), "MKL_NUM_THREADS": str(settings.threads)}
     gpu = settings.slots[slot]
     if gpu is not None:

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     from ...errors import GanforgeError
 
     spec = json.loads(argv[0])
-    watch_parent(os.getppid())
+    watch_parent(int(spec["parent"]))  # the study's own pid: it may be gone before this line runs
     try:
         return _run(spec)
     except GanforgeError as err:
