@@ -1,7 +1,8 @@
 """``ganforge study``: a blueprint's variants × seeds as ordinary runs, evaluated and tabulated.
 
 Split by job: ``variants`` (names, folders, an early assembly check), ``runner`` (train, evaluate,
-resume), ``table`` (mean ± std as markdown and CSV) and ``figure`` (one panel per metric).
+resume), ``parallel`` and ``worker`` (``--parallel N``: N runs at once, each its own process), ``table``
+(mean ± std as markdown and CSV) and ``figure`` (one panel per metric).
 Nothing here imports torch at module level.
 """
 
