@@ -49,9 +49,15 @@ class RunLock:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise GanforgeError(f"cannot write run folder {self.root}: {err.strerror or err}") from None
-        lock = FileLock(self.path, thread_local=False, fallback_to_soft=False)
+        try:  # a soft lock (a marker file) would outlive a killed holder
+            lock = FileLock(self.path, thread_local=False, fallback_to_soft=False)
+        except TypeError:  # filelock before 3.30: no soft fallback to turn off
+            lock = FileLock(self.path, thread_local=False)
         try:
-            lock.acquire(timeout=0, blocking=False)
+            lock.acquire(timeout=0)  # one try, no waiting
+            if not self.path.exists():  # locked a file the previous holder had just unlinked (``release``)
+                lock.release()
+                raise Timeout(str(self.path))
         except Timeout:
             raise GanforgeError(self._refusal()) from None
         except (OSError, NotImplementedError) as err:
@@ -69,8 +75,8 @@ class RunLock:
         """Drop the lock, leaving nothing in the folder.
 
         The holder file goes first, so a reader never names a finished process; the lock file is
-        unlinked while still held (``filelock`` re-checks, after ``flock``, that the file it locked is
-        still linked), so a run folder keeps no lock files once training has ended.
+        unlinked while still held (a process that locks it after that finds it gone: ``acquire``), so
+        a run folder keeps no lock files once training has ended.
         """
         if self._lock is None:
             return
