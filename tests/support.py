@@ -87,3 +87,25 @@ def on_threads(count: int, run, *, times: int = 1) -> list:
         return [run() for _ in range(times)]
     finally:
         torch.set_num_threads(before)
+
+
+CHECKPOINT_EVERY_STEP = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16",
+                         "--set", "train.log_every=1", "--set", "train.sample_every=1000",
+                         "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=10"]
+"""A tiny run that keeps a checkpoint of every step: what the write-fault and resume-fault tests damage."""
+
+
+def step_file(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step-{step:09d}.pt"
+
+
+def train_tiny_two_steps(run: Path) -> Path:
+    """``tiny.yaml`` for 2 steps into ``run`` with ``CHECKPOINT_EVERY_STEP``: checkpoints 1 and 2, the step-2 grid."""
+    from click.testing import CliRunner
+
+    from ganforge.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", str(TINY), "--out", str(run), *CHECKPOINT_EVERY_STEP, "--steps", "2"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return run

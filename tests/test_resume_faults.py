@@ -13,27 +13,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from support import TINY, assert_clean_failure
+from support import CHECKPOINT_EVERY_STEP, TINY, assert_clean_failure, step_file, train_tiny_two_steps
 
-FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16", "--set", "train.log_every=1",
-        "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=10"]
+FAST = CHECKPOINT_EVERY_STEP
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
-def step_file(run: Path, step: int) -> Path:
-    return run / "checkpoints" / f"step-{step:09d}.pt"
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    from ganforge.cli import cli as group
-
-    run = tmp_path_factory.mktemp("trained") / "run"
-    result = CliRunner().invoke(group, ["train", str(TINY), "--out", str(run), *FAST, "--steps", "2"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return run
+    return train_tiny_two_steps(tmp_path_factory.mktemp("trained") / "run")
 
 
 @pytest.fixture

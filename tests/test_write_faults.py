@@ -24,10 +24,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from support import ROOT, TINY, assert_clean_failure
+from support import (CHECKPOINT_EVERY_STEP, ROOT, TINY, assert_clean_failure, step_file,
+                     train_tiny_two_steps)
 
-FAST = ["--device", "cpu", "--set", "train.batch_size=4", "--set", "data.size=16", "--set", "train.log_every=1",
-        "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=10"]
+FAST = CHECKPOINT_EVERY_STEP
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -40,20 +40,10 @@ def cli_group():  # type: ignore[no-untyped-def]
     return group
 
 
-def step_file(run: Path, step: int) -> Path:
-    return run / "checkpoints" / f"step-{step:09d}.pt"
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """One tiny run for the whole file: checkpoints at steps 1 and 2, the step-2 sample grid."""
-    from ganforge.cli import cli as group
-
-    run = tmp_path_factory.mktemp("trained") / "run"
-    result = CliRunner().invoke(group, ["train", str(TINY), "--out", str(run), *FAST, "--steps", "2"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return run
+    return train_tiny_two_steps(tmp_path_factory.mktemp("trained") / "run")
 
 
 @pytest.fixture
