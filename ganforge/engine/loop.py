@@ -47,7 +47,7 @@ def train(run: "Trainer") -> int:
                     verdict = run.vote(stop=True, **_bad(interval))
                 stopping = verdict.stop
                 # the voted size: every rank words the stop alike, whichever rank saw the bad step
-                run.raise_if_diverged(verdict.bad_step, size=lambda step: verdict.bad_size)
+                run.raise_if_diverged(verdict.bad_step, size=verdict.bad_size)
                 run.check_skipped(verdict.skipped)
                 if now.log:
                     mean, rate = interval.read(update.images_seen)  # images_seen counts every rank's images

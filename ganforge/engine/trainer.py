@@ -175,7 +175,7 @@ class Trainer:
 
     def vote(self, *, stop: bool, bad_step: int, bad_size: float = float("nan")) -> "Verdict":
         """What every rank decides on after a step, from each rank's stop request, first bad step (-1:
-        none, or not read this step), its largest |loss| (``raise_if_diverged``'s ``size``) and skipped
+        none, or not read this step), its largest |loss| (``raise_if_diverged``'s ``size``; NaN without a limit) and skipped
         images: one CPU collective under DDP. Every rank gets the same rows, so the same verdict."""
         rows = self.runtime.tally([float(stop), float(bad_step), bad_size, float(self.update.stream.skipped)])
         bad = [row for row in rows if row[1] >= 0]
@@ -194,12 +194,11 @@ class Trainer:
             raise GanforgeError(f"{self.skipped_total} unreadable images skipped, more than data.max_skipped "
                                 f"({limit}): check data.root or raise data.max_skipped")
 
-    def raise_if_diverged(self, bad_step: int, *, size: Callable[[int], float | None] | None = None) -> None:
+    def raise_if_diverged(self, bad_step: int, *, size: float = math.nan) -> None:
         """Stop at ``bad_step`` (-1: none), the first step whose loss was non-finite or above ``train.max_abs_loss``.
 
-        ``size(step)`` (``loop.Interval.size_at``, read only here) says which: the step's largest |loss|,
-        finite when it was above the limit, NaN/inf when non-finite; under DDP the voted size, so every
-        rank words it alike.
+        ``size`` (the voted ``Verdict.bad_size``, so every rank words it alike) says which: the step's
+        largest |loss|, finite when it was above the limit, NaN/inf when non-finite.
         """
         if bad_step < 0:
             return
@@ -208,14 +207,11 @@ class Trainer:
         kept = (f"the last good checkpoint in {folder} is kept ({newest[0].name})" if newest
                 else f"no checkpoint was written to {folder} yet")
         limit = self.train.max_abs_loss
-        seen = None if size is None or limit is None else size(bad_step)
-        if seen is not None and math.isfinite(seen):
-            raise LossAboveLimit(f"{self.loaded.file}: train.max_abs_loss: a loss of {seen:.3g} at step {bad_step} "
+        if limit is not None and math.isfinite(size):
+            raise LossAboveLimit(f"{self.loaded.file}: train.max_abs_loss: a loss of {size:.3g} at step {bad_step} "
                                  f"is above the limit ({limit:g}); {kept} (raise train.max_abs_loss and --resume, "
                                  f"or {_AFRESH})")
-        what = "non-finite loss" if limit is None or seen is not None else \
-            f"non-finite loss or one above train.max_abs_loss ({limit:g})"
-        raise TrainingDiverged(f"{what} at step {bad_step}; {kept} (use train.precision=fp32 and --resume, "
+        raise TrainingDiverged(f"non-finite loss at step {bad_step}; {kept} (use train.precision=fp32 and --resume, "
                                f"or {_AFRESH})")
 
     def record(self, mean: list[float], rate: float) -> dict[str, Any]:
