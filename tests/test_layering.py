@@ -19,8 +19,8 @@ PACKAGE = ROOT / "ganforge"
 # Lowest first. A module belongs to the first layer with a prefix matching its dotted name; it may
 # import its own layer and the ones before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("ganforge.errors", "ganforge.json_depth", "ganforge.kinds", "ganforge.records", "ganforge.seeds",
-                    "ganforge.sharding", "ganforge.version")),
+    ("foundation", ("ganforge.errors", "ganforge.hashing", "ganforge.json_depth", "ganforge.kinds",
+                    "ganforge.records", "ganforge.seeds", "ganforge.sharding", "ganforge.version")),
     ("registry", ("ganforge.registry", "ganforge.contracts", "ganforge.plugins")),
     ("blueprint", ("ganforge.blueprint",)),
     ("components", ("ganforge.components",)),

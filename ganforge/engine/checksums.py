@@ -10,7 +10,8 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+
+from ..hashing import HashingWriter  # noqa: F401  (checkpoints write through it)
 
 TRAILER_MAGIC = b"\0ganforge-sha256:"
 TRAILER_SIZE = len(TRAILER_MAGIC) + 64 + 1
@@ -64,21 +65,3 @@ def verify_checksum(path: Path) -> bool:
         raise ChecksumMismatch(f"checksum mismatch (sha256 {actual[:12]}..., recorded {recorded[:12]}...): "
                                "the file changed after it was written")
     return True
-
-
-class HashingWriter:
-    """A write-only file object that hashes what passes through it to ``handle``."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0  # bytes handed on: the writer compares it with the file's size before the rename
-
-    def write(self, data: Any) -> int:
-        self.digest.update(data)
-        written = self.handle.write(data)
-        self.size += memoryview(data).nbytes
-        return written
-
-    def flush(self) -> None:
-        self.handle.flush()

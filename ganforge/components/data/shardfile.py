@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from ...errors import GanforgeError
+from ...hashing import HashingWriter  # noqa: F401  (prepare writes through it)
 from .files import open_regular, os_reason
 
 MAX_HEADER_BYTES = 10_000
@@ -106,24 +107,3 @@ def _header(handle: BinaryIO, path: Path) -> tuple[Any, tuple[int, ...], int]:
 def sha256_of(handle: BinaryIO) -> str:
     """The hex SHA-256 of a file from its current position to the end."""
     return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-class HashingWriter:
-    """A binary file wrapper that counts and hashes what is written through it (``np.save`` writes to it)."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.size, self.digest = handle, 0, hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.handle.write(view)  # a short write raises (buffered files write all or fail)
-        self.digest.update(view)
-        self.size += len(view)
-        return len(view)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-    def record(self) -> dict[str, Any]:
-        """What the manifest stores for the file: its length and hex SHA-256."""
-        return {"bytes": self.size, "sha256": self.digest.hexdigest()}
