@@ -6,7 +6,8 @@
 
 * torchvision's ``_check_integrity`` compares every file's MD5 with the official download's, and needs the
   other split's files too (torchvision 0.29.1 ``datasets/cifar.py:129-132``, read from the installed
-  package). A folder that is not the exact download (a subset, a re-export, the small folders the tests write) would be refused with "Dataset not found or corrupted", naming no file. The
+  package). A folder that is not the exact download (a subset, a re-export, the small folders the tests
+  write) would be refused with "Dataset not found or corrupted", naming no file. The
   override checks the files of the one split instead: each must be a regular file and a well-formed CIFAR
   pickle (``read_batch``), or one ``GanforgeError`` names the file and the key. The MD5s are set to None,
   which torchvision's ``check_integrity`` reads as "existence only", so ``_load_meta`` skips them too
@@ -14,7 +15,8 @@
 * ``base_folder`` is the folder found under ``root`` (any name, when ``root`` is the batch folder itself).
 
 Trust: the batch files are Python pickles, and torchvision unpickles them with ``pickle.load``
-(``cifar.py:83``, ``:100``), which can run code. A CIFAR folder is therefore trusted input, like a checkpoint. As a guard, ganforge first parses
+(``cifar.py:83``, ``:100``), which can run code. A CIFAR folder is therefore trusted input, like a
+checkpoint. As a guard, ganforge first parses
 each file with an unpickler that resolves only the names a CIFAR batch uses (numpy's array
 reconstruction, ``_codecs.encode``), so a file that names anything else is refused before torchvision
 reads it. Files that are not regular files (a FIFO would block the read) are refused.
